@@ -133,6 +133,20 @@ fn key_value(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
     })
 }
 
+/// Like [`key_value`], taking the buffers instead of copying them (lists move megabytes).
+fn owned_key_value(kv: etcd_client::KeyValue) -> Result<KeyValue> {
+    let (create_revision, mod_revision) = (Revision(kv.create_revision()), Revision(kv.mod_revision()));
+    let (key, value) = kv.into_key_value();
+    let key = String::from_utf8(key)
+        .map_err(|e| Error::internal_from("etcd returned a key that is not UTF-8", e))?;
+    Ok(KeyValue {
+        key,
+        value: Bytes::from(value),
+        create_revision,
+        mod_revision,
+    })
+}
+
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision> {
     header
         .map(|h| Revision(h.revision()))
@@ -203,14 +217,14 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str) -> Result<KeyValue> {
-        let response = self
+        let mut response = self
             .kv
             .clone()
             .get(key, None)
             .await
             .map_err(|err| etcd_error(err, Op::key(key)))?;
-        match response.kvs().first() {
-            Some(kv) => key_value(kv),
+        match response.take_kvs().pop() {
+            Some(kv) => owned_key_value(kv),
             None => Err(Error::NotFound { key: key.to_owned() }),
         }
     }
@@ -241,7 +255,7 @@ impl Store for EtcdStore {
             value_len: 0,
             revision,
         };
-        let response = self
+        let mut response = self
             .kv
             .clone()
             .get(start, Some(get))
@@ -252,7 +266,11 @@ impl Store for EtcdStore {
         } else {
             header_revision(response.header())?
         };
-        let items = response.kvs().iter().map(key_value).collect::<Result<Vec<_>>>()?;
+        let items = response
+            .take_kvs()
+            .into_iter()
+            .map(owned_key_value)
+            .collect::<Result<Vec<_>>>()?;
         let (continue_token, remaining) = match items.last() {
             Some(last) if response.more() => {
                 let remaining = u64::try_from(response.count())
