@@ -1,6 +1,9 @@
 //! Sans-IO Kubernetes API machinery shared by Flotilla's apiserver, controllers and CLI.
 //!
-//! Nothing here opens a socket or a file: it is vocabulary (group/resource names, storage keys) and the pure
-//! functions over it, tested by assertion.
+//! Nothing here opens a socket or a file: it is vocabulary (the resource table, storage keys, request paths,
+//! selectors) and the pure functions over it, tested by assertion.
 
 pub mod keys;
+pub mod request;
+pub mod resources;
+pub mod selector;

@@ -1,0 +1,210 @@
+//! The static table of resources Flotilla serves: one declaration per resource, from which discovery, routing,
+//! storage keys and (later) OpenAPI are all derived. Adding a resource is adding a row.
+
+/// A subresource a resource offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    Status,
+    Scale,
+}
+
+impl Subresource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+        }
+    }
+}
+
+/// One served resource.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resource {
+    /// API group; `""` for the core group.
+    pub group: &'static str,
+    /// Served versions, preferred first. Every version serves the same stored object.
+    pub versions: &'static [&'static str],
+    pub kind: &'static str,
+    /// The plural resource name used in URLs.
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub short_names: &'static [&'static str],
+    pub namespaced: bool,
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [Subresource],
+}
+
+/// The verbs every served resource offers, as discovery lists them.
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+impl Resource {
+    /// `group/version` for `apiVersion`, `v1` for the core group.
+    pub fn api_version(&self, version: &str) -> String {
+        if self.group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{}/{version}", self.group)
+        }
+    }
+
+    /// The resource's name in error messages, as kube writes it: `deployments.apps`, `configmaps`.
+    pub fn qualified_name(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_owned()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    pub fn serves_version(&self, version: &str) -> bool {
+        self.versions.contains(&version)
+    }
+
+    pub fn has_subresource(&self, subresource: Subresource) -> bool {
+        self.subresources.contains(&subresource)
+    }
+}
+
+use Subresource::{Scale, Status};
+
+macro_rules! resource {
+    ($group:expr, [$($version:expr),+], $kind:expr, $plural:expr, $singular:expr, short [$($short:expr),*],
+     namespaced $namespaced:expr, categories [$($category:expr),*], subresources [$($sub:expr),*]) => {
+        Resource {
+            group: $group,
+            versions: &[$($version),+],
+            kind: $kind,
+            plural: $plural,
+            singular: $singular,
+            short_names: &[$($short),*],
+            namespaced: $namespaced,
+            categories: &[$($category),*],
+            subresources: &[$($sub),*],
+        }
+    };
+}
+
+/// Every resource Flotilla serves, in discovery order.
+pub static RESOURCES: &[Resource] = &[
+    resource!("", ["v1"], "Namespace", "namespaces", "namespace", short ["ns"],
+        namespaced false, categories [], subresources [Status]),
+    resource!("", ["v1"], "ConfigMap", "configmaps", "configmap", short ["cm"],
+        namespaced true, categories [], subresources []),
+    resource!("", ["v1"], "Secret", "secrets", "secret", short [],
+        namespaced true, categories [], subresources []),
+    resource!("", ["v1"], "Service", "services", "service", short ["svc"],
+        namespaced true, categories ["all"], subresources [Status]),
+    resource!("", ["v1"], "Event", "events", "event", short ["ev"],
+        namespaced true, categories [], subresources []),
+    resource!("apps", ["v1"], "Deployment", "deployments", "deployment", short ["deploy"],
+        namespaced true, categories ["all"], subresources [Status, Scale]),
+    resource!("apps", ["v1"], "ReplicaSet", "replicasets", "replicaset", short ["rs"],
+        namespaced true, categories ["all"], subresources [Status, Scale]),
+    resource!("apps", ["v1"], "DaemonSet", "daemonsets", "daemonset", short ["ds"],
+        namespaced true, categories ["all"], subresources [Status]),
+    resource!("batch", ["v1"], "Job", "jobs", "job", short [],
+        namespaced true, categories ["all"], subresources [Status]),
+    resource!("autoscaling", ["v2", "v1"], "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+        "horizontalpodautoscaler", short ["hpa"], namespaced true, categories ["all"], subresources [Status]),
+    resource!("networking.k8s.io", ["v1"], "Ingress", "ingresses", "ingress", short ["ing"],
+        namespaced true, categories [], subresources [Status]),
+    resource!("coordination.k8s.io", ["v1"], "Lease", "leases", "lease", short [],
+        namespaced true, categories [], subresources []),
+];
+
+/// The resource `plural` of `group` served at `version`.
+pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.plural == plural && r.serves_version(version))
+}
+
+/// The groups served, in discovery order, each with its versions (preferred first).
+pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for resource in RESOURCES {
+        let entry = match groups.iter_mut().find(|(group, _)| *group == resource.group) {
+            Some(entry) => entry,
+            None => {
+                groups.push((resource.group, Vec::new()));
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        for version in resource.versions {
+            if !entry.1.contains(version) {
+                entry.1.push(version);
+            }
+        }
+    }
+    groups
+}
+
+/// The resources of one group-version, in table order.
+pub fn in_group_version<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static Resource> + 'a {
+    RESOURCES
+        .iter()
+        .filter(move |r| r.group == group && r.serves_version(version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_find_served_versions_only() {
+        assert_eq!(
+            lookup("apps", "v1", "deployments").map(|r| r.kind),
+            Some("Deployment")
+        );
+        assert_eq!(
+            lookup("autoscaling", "v1", "horizontalpodautoscalers").map(|r| r.kind),
+            Some("HorizontalPodAutoscaler")
+        );
+        assert!(lookup("apps", "v1beta1", "deployments").is_none());
+        assert!(lookup("", "v1", "pods").is_none());
+    }
+
+    #[test]
+    fn groups_list_preferred_versions_first() {
+        let groups = groups();
+        assert_eq!(groups[0], ("", vec!["v1"]));
+        assert!(groups.contains(&("autoscaling", vec!["v2", "v1"])));
+    }
+
+    #[test]
+    fn names_are_unique_within_a_group() {
+        for (i, a) in RESOURCES.iter().enumerate() {
+            for b in &RESOURCES[i + 1..] {
+                assert!(
+                    !(a.group == b.group && a.plural == b.plural),
+                    "{} twice",
+                    a.plural
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn qualified_names_follow_kube() {
+        assert_eq!(
+            lookup("", "v1", "configmaps").unwrap().qualified_name(),
+            "configmaps"
+        );
+        assert_eq!(
+            lookup("apps", "v1", "deployments").unwrap().qualified_name(),
+            "deployments.apps"
+        );
+    }
+}
