@@ -202,7 +202,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The storage contract. Both backends pass the same suite (`testing`, run by `tests/contract_*.rs`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: fmt::Debug + Send + Sync + 'static {
     /// Creates `key`; fails with [`Error::AlreadyExists`] if it is present. Returns the new revision.
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision>;
 

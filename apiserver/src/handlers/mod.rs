@@ -1,0 +1,206 @@
+//! The generic resource handler: one code path for every resource in the table, dispatched by verb.
+
+mod read;
+mod watch;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use flotilla_api::request::{ApiPath, Target};
+use flotilla_api::resources::{self, Resource, Subresource};
+use flotilla_api::selector::{FieldSelector, LabelSelector};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::ApiServer;
+use crate::object::Behaviour;
+use crate::status::{ApiError, Subject};
+
+/// Bodies over this size are refused with 413, as kube-apiserver's 3 MiB limit.
+pub const MAX_BODY_BYTES: usize = 3 << 20;
+
+/// Everything a resource handler needs to know about the request.
+pub struct Ctx {
+    pub server: Arc<ApiServer>,
+    pub resource: &'static Resource,
+    pub behaviour: Behaviour,
+    pub version: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<Subresource>,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+}
+
+impl Ctx {
+    pub fn subject(&self, name: &str) -> Subject {
+        Subject::new(self.resource, name)
+    }
+
+    /// The storage key of the named object.
+    pub fn key(&self, name: &str) -> String {
+        flotilla_api::keys::object_key(
+            &self.server.prefix,
+            self.resource.group,
+            self.resource.plural,
+            self.namespace.as_deref(),
+            name,
+        )
+    }
+
+    /// The key prefix of the collection (in one namespace, or all).
+    pub fn collection_prefix(&self) -> String {
+        flotilla_api::keys::collection_prefix(
+            &self.server.prefix,
+            self.resource.group,
+            self.resource.plural,
+            self.namespace.as_deref(),
+        )
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    pub fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.param("dryRun") {
+            None => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "unsupported dry run value {other:?}, only \"All\""
+            ))),
+        }
+    }
+
+    pub fn label_selector(&self) -> Result<LabelSelector, ApiError> {
+        LabelSelector::parse(self.param("labelSelector").unwrap_or_default())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
+    /// The field selector, refusing fields this resource cannot select on (kube's message).
+    pub fn field_selector(&self) -> Result<FieldSelector, ApiError> {
+        let selector = FieldSelector::parse(self.param("fieldSelector").unwrap_or_default())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if let Some(field) = selector.unsupported(&|field| read::field_value_supported(self.resource, field))
+        {
+            return Err(ApiError::BadRequest(format!(
+                "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+            )));
+        }
+        Ok(selector)
+    }
+}
+
+/// Serves every path under `/api/` and `/apis/` that is not discovery.
+pub async fn resource_request(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
+    match dispatch(server, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let Some(ApiPath::Resource(target)) = flotilla_api::request::parse(&path) else {
+        return Err(ApiError::NoSuchResource);
+    };
+    let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let ctx = context(server, &target, query, parts.headers)?;
+    let is_watch = matches!(ctx.param("watch"), Some("true" | "1"));
+    match (&parts.method, ctx.name.is_some()) {
+        (&Method::GET, false) if is_watch => watch::watch(ctx).await,
+        (&Method::GET, false) => read::list(&ctx).await.map(json_response),
+        (&Method::GET, true) => read::get(&ctx).await.map(json_response),
+        (&Method::POST, false) => {
+            let body = read_body(body).await?;
+            write::create(&ctx, &body)
+                .await
+                .map(|object| json_status(StatusCode::CREATED, object))
+        }
+        (&Method::PUT, true) => {
+            let body = read_body(body).await?;
+            write::update(&ctx, &body).await.map(json_response)
+        }
+        (&Method::PATCH, true) => {
+            let body = read_body(body).await?;
+            write::patch(&ctx, &body).await.map(json_response)
+        }
+        (&Method::DELETE, true) => {
+            let body = read_body(body).await?;
+            write::delete(&ctx, &body)
+                .await
+                .map(|(code, object)| json_status(code, object))
+        }
+        (&Method::DELETE, false) => {
+            let body = read_body(body).await?;
+            write::delete_collection(&ctx, &body).await.map(json_response)
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn context(
+    server: Arc<ApiServer>,
+    target: &Target<'_>,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+) -> Result<Ctx, ApiError> {
+    let resource =
+        resources::lookup(target.group, target.version, target.resource).ok_or(ApiError::NoSuchResource)?;
+    let is_namespaces = resource.group.is_empty() && resource.plural == "namespaces";
+    let namespace = match (resource.namespaced, target.namespace) {
+        (true, namespace) => namespace.map(str::to_owned),
+        // `/api/v1/namespaces/<name>`: the namespace segment is the object's name.
+        (false, Some(_)) if is_namespaces => None,
+        (false, Some(_)) => return Err(ApiError::NoSuchResource),
+        (false, None) => None,
+    };
+    if resource.namespaced && namespace.is_none() && target.name.is_some() {
+        return Err(ApiError::NoSuchResource);
+    }
+    let subresource = match target.subresource {
+        None => None,
+        Some("status") if resource.has_subresource(Subresource::Status) => Some(Subresource::Status),
+        Some("scale") if resource.has_subresource(Subresource::Scale) => Some(Subresource::Scale),
+        Some(_) => return Err(ApiError::NoSuchResource),
+    };
+    Ok(Ctx {
+        server,
+        resource,
+        behaviour: Behaviour::of(resource),
+        version: target.version.to_owned(),
+        namespace,
+        name: target.name.map(str::to_owned),
+        subresource,
+        query,
+        headers,
+    })
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge {
+            limit: MAX_BODY_BYTES,
+        }),
+        Err(err) => Err(ApiError::BadRequest(format!("read request body: {err}"))),
+    }
+}
+
+pub fn json_response(value: Value) -> Response {
+    json_status(StatusCode::OK, value)
+}
+
+pub fn json_status(code: StatusCode, value: Value) -> Response {
+    let body = serde_json::to_vec(&value).expect("JSON values serialise");
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

@@ -1,0 +1,229 @@
+//! GET and LIST.
+
+use flotilla_api::resources::{Resource, Subresource};
+use flotilla_storage::{ListOptions, Revision};
+use serde_json::{Value, json};
+
+use super::Ctx;
+use crate::object::{self, meta_str};
+use crate::status::{ApiError, from_storage};
+
+/// Decodes a stored object and sets its `resourceVersion`, `apiVersion` and `kind` as served.
+pub fn decode(ctx: &Ctx, kv: &flotilla_storage::KeyValue) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    object::set_type(&mut object, ctx.resource, &ctx.version);
+    object::set_resource_version(&mut object, kv.mod_revision.get());
+    Ok(object)
+}
+
+pub async fn get(ctx: &Ctx) -> Result<Value, ApiError> {
+    let name = ctx.name.as_deref().expect("get has a name");
+    let kv = ctx
+        .server
+        .store
+        .get(&ctx.key(name))
+        .await
+        .map_err(|e| from_storage(e, &ctx.subject(name)))?;
+    let object = decode(ctx, &kv)?;
+    match ctx.subresource {
+        Some(Subresource::Scale) => Ok(super::write::scale_of(ctx, &object)),
+        _ => Ok(object),
+    }
+}
+
+/// Whether `field` can be used in a field selector on `resource`.
+pub fn field_value_supported(resource: &Resource, field: &str) -> bool {
+    matches!(field, "metadata.name" | "metadata.namespace")
+        || (resource.plural == "events"
+            && (field.starts_with("involvedObject.")
+                || matches!(field, "reason" | "type" | "source" | "reportingComponent")))
+        || (resource.plural == "namespaces" && field == "status.phase")
+        || (resource.plural == "secrets" && field == "type")
+}
+
+/// The value of a selectable field of `object`.
+pub fn field_value(object: &Value, field: &str) -> Option<String> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+    Some(match field {
+        "metadata.name" => meta_str(object, "name").unwrap_or_default().to_owned(),
+        "metadata.namespace" => meta_str(object, "namespace").unwrap_or_default().to_owned(),
+        "source" => text(object.pointer("/source/component")),
+        other => {
+            let pointer = format!("/{}", other.replace('.', "/"));
+            match object.pointer(&pointer) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            }
+        }
+    })
+}
+
+/// Whether `object` passes the request's label and field selectors.
+pub struct Filter {
+    labels: flotilla_api::selector::LabelSelector,
+    fields: flotilla_api::selector::FieldSelector,
+}
+
+impl Filter {
+    pub fn new(ctx: &Ctx) -> Result<Self, ApiError> {
+        Ok(Filter {
+            labels: ctx.label_selector()?,
+            fields: ctx.field_selector()?,
+        })
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        self.labels.matches(&object::labels(object))
+            && self.fields.matches(|field| field_value(object, field))
+    }
+
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+}
+
+/// Parses a `resourceVersion` parameter.
+pub fn parse_resource_version(value: &str) -> Result<Revision, ApiError> {
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|rv| *rv >= 0)
+        .map(Revision)
+        .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {value:?}")))
+}
+
+/// LIST: a consistent page at one revision, filtered by the selectors.
+///
+/// `resourceVersion` semantics as kube-apiserver's: unset for the latest; `0` for any (here, the latest);
+/// `N` with `resourceVersionMatch=NotOlderThan` (the default) for the latest once it has reached N (410/504
+/// otherwise), and with `Exact` for exactly N. With a selector, storage pages are read until the page is full
+/// or the collection ends, as kube does.
+pub async fn list(ctx: &Ctx) -> Result<Value, ApiError> {
+    let filter = Filter::new(ctx)?;
+    let limit = match ctx.param("limit") {
+        None => None,
+        Some(limit) => Some(
+            limit
+                .parse::<i64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid limit {limit:?}")))?,
+        )
+        .filter(|limit| *limit > 0)
+        .map(|limit| limit as usize),
+    };
+    let continue_token = ctx.param("continue").map(str::to_owned);
+    let requested = ctx
+        .param("resourceVersion")
+        .map(parse_resource_version)
+        .transpose()?;
+    let exact = match ctx.param("resourceVersionMatch") {
+        None | Some("NotOlderThan") => false,
+        Some("Exact") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown resourceVersionMatch {other:?}"
+            )));
+        }
+    };
+    if continue_token.is_some() && requested.is_some_and(|rv| rv > Revision::ZERO) {
+        return Err(ApiError::BadRequest(
+            "specifying resource version is not allowed when using continue".to_owned(),
+        ));
+    }
+    if exact && requested.is_none_or(|rv| rv == Revision::ZERO) {
+        return Err(ApiError::BadRequest(
+            "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\" or unset".to_owned(),
+        ));
+    }
+    let store = &ctx.server.store;
+    let subject = ctx.subject("");
+    let mut revision = match (requested, exact) {
+        (Some(rv), true) => Some(rv),
+        (Some(rv), false) if rv > Revision::ZERO => {
+            let current = store
+                .current_revision()
+                .await
+                .map_err(|e| from_storage(e, &subject))?;
+            if rv > current {
+                return Err(ApiError::TooLargeResourceVersion {
+                    requested: rv.get(),
+                    current: current.get(),
+                });
+            }
+            None
+        }
+        _ => None,
+    };
+    let prefix = ctx.collection_prefix();
+    let name_only = ctx
+        .field_selector()?
+        .required_value("metadata.name")
+        .map(str::to_owned);
+    let mut items = Vec::new();
+    let mut token = continue_token;
+    let (list_revision, next_token, remaining) = loop {
+        let options = ListOptions {
+            limit,
+            continue_token: token.take(),
+            revision: revision.take(),
+        };
+        let page = store.list(&prefix, &options).await.map_err(|e| match e {
+            flotilla_storage::Error::Expired { .. } if options.continue_token.is_some() => ApiError::Expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start \
+                 a new list without the continue parameter, or use the continue token in this response to \
+                 retrieve the remainder of the results. Continuing with the provided token results in an \
+                 inconsistent list - objects that were created, modified, or deleted between the time the first \
+                 chunk was returned and now may show up in the list."
+                    .to_owned(),
+            ),
+            e => from_storage(e, &subject),
+        })?;
+        for kv in &page.items {
+            // Keys of other namespaces' collections share no prefix, but a cluster-wide list of a namespaced
+            // resource sees every namespace: all of them belong.
+            let object = decode(ctx, kv)?;
+            if name_only
+                .as_deref()
+                .is_some_and(|name| meta_str(&object, "name") != Some(name))
+            {
+                continue;
+            }
+            if filter.matches(&object) {
+                items.push(object);
+            }
+        }
+        let full = limit.is_some_and(|limit| items.len() >= limit);
+        match page.continue_token {
+            Some(next) if !full && !filter.is_everything() => token = Some(next),
+            next => {
+                let remaining = if filter.is_everything() {
+                    page.remaining
+                } else {
+                    None
+                };
+                break (page.revision, next, remaining);
+            }
+        }
+    };
+    for item in &mut items {
+        if let Some(map) = item.as_object_mut() {
+            // Items of a typed list carry no type meta, as from kube-apiserver.
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+    }
+    let mut metadata = json!({"resourceVersion": list_revision.get().to_string()});
+    if let Some(next) = next_token {
+        metadata["continue"] = Value::String(next);
+        if let Some(remaining) = remaining {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    }
+    Ok(json!({
+        "kind": format!("{}List", ctx.resource.kind),
+        "apiVersion": ctx.resource.api_version(&ctx.version),
+        "metadata": metadata,
+        "items": items,
+    }))
+}

@@ -1,0 +1,636 @@
+//! CREATE, UPDATE, PATCH, DELETE and DELETECOLLECTION, with the scale subresource.
+//!
+//! Updates and patches share one read-modify-write loop ([`update_with`]): read the current object, compute
+//! the new one from it, carry over what the server owns, and write it if the object has not moved, otherwise
+//! start again from the new current object. A `resourceVersion` in the request body is a precondition (409 when
+//! stale); without one, a concurrent writer only causes a retry, as in kube-apiserver.
+
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
+use flotilla_api::resources::Subresource;
+use flotilla_storage::Revision;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use super::read::decode;
+use crate::object::{self, meta_str};
+use crate::status::{ApiError, Cause, Subject, from_storage};
+
+/// How often an update retries after losing a race to another writer.
+const MAX_RETRIES: usize = 32;
+
+fn content_type(ctx: &Ctx) -> String {
+    ctx.headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Decodes a request body holding an object (JSON; no Content-Type is JSON, as for the Python client).
+fn decode_body(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+    match content_type(ctx).as_str() {
+        "" | "application/json" | "*/*" => {}
+        _ => {
+            return Err(ApiError::UnsupportedMediaType {
+                accepted: "application/json",
+            });
+        }
+    }
+    let object: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?;
+    if !object.is_object() {
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object".to_owned(),
+        ));
+    }
+    check_type(ctx, &object)?;
+    Ok(object)
+}
+
+/// `apiVersion` and `kind`, where given, must be what the URL serves.
+fn check_type(ctx: &Ctx, object: &Value) -> Result<(), ApiError> {
+    let expected_version = ctx.resource.api_version(&ctx.version);
+    let (kind, expected_kind) = match ctx.subresource {
+        Some(Subresource::Scale) => (object.get("kind"), "Scale"),
+        _ => (object.get("kind"), ctx.resource.kind),
+    };
+    if let Some(version) = object.get("apiVersion").and_then(Value::as_str) {
+        let expected = if ctx.subresource == Some(Subresource::Scale) {
+            "autoscaling/v1"
+        } else {
+            &expected_version
+        };
+        if version != expected {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({version}) does not match the expected API version ({expected})"
+            )));
+        }
+    }
+    if let Some(kind) = kind.and_then(Value::as_str)
+        && kind != expected_kind
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({expected_kind})"
+        )));
+    }
+    Ok(())
+}
+
+/// The namespace of the object must be the request's; it is set from the URL.
+fn set_namespace(ctx: &Ctx, object: &mut Value) -> Result<(), ApiError> {
+    let in_body = meta_str(object, "namespace")
+        .filter(|ns| !ns.is_empty())
+        .map(str::to_owned);
+    let meta = object::metadata_mut(object);
+    match (&ctx.namespace, in_body) {
+        (Some(url), Some(body)) if *url != body => Err(ApiError::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .to_owned(),
+        )),
+        (Some(url), _) => {
+            meta.insert("namespace".to_owned(), Value::String(url.clone()));
+            Ok(())
+        }
+        (None, _) => {
+            meta.remove("namespace");
+            Ok(())
+        }
+    }
+}
+
+/// The namespace must exist and not be terminating.
+async fn check_namespace(ctx: &Ctx) -> Result<(), ApiError> {
+    let Some(namespace) = &ctx.namespace else {
+        return Ok(());
+    };
+    let namespaces = flotilla_api::resources::lookup("", "v1", "namespaces").expect("namespaces are served");
+    let key = flotilla_api::keys::object_key(&ctx.server.prefix, "", "namespaces", None, namespace);
+    let subject = Subject::new(namespaces, namespace);
+    let kv = ctx
+        .server
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| from_storage(e, &subject))?;
+    let object: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+    if object.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+        return Err(ApiError::Forbidden {
+            subject: ctx.subject(meta_str(&object, "name").unwrap_or_default()),
+            message: format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn encode(object: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(object).expect("JSON values serialise"))
+}
+
+pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+    if ctx.subresource.is_some() {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let mut object = decode_body(ctx, body)?;
+    set_namespace(ctx, &mut object)?;
+    let generate = meta_str(&object, "name")
+        .filter(|name| !name.is_empty())
+        .is_none()
+        .then(|| {
+            meta_str(&object, "generateName")
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+        })
+        .flatten();
+    if let Some(base) = &generate {
+        object::metadata_mut(&mut object)
+            .insert("name".to_owned(), Value::String(object::generate_name(base)));
+    }
+    object::validate_metadata(&object, ctx.resource, ctx.behaviour)?;
+    check_namespace(ctx).await?;
+    object::prepare_create(&mut object, ctx.behaviour, ctx.resource);
+    object::set_type(&mut object, ctx.resource, &ctx.version);
+    if ctx.dry_run()? {
+        return Ok(object);
+    }
+    for _ in 0..3 {
+        let name = meta_str(&object, "name").unwrap_or_default().to_owned();
+        match ctx.server.store.create(&ctx.key(&name), encode(&object)).await {
+            Ok(revision) => {
+                object::set_resource_version(&mut object, revision.get());
+                return Ok(object);
+            }
+            Err(flotilla_storage::Error::AlreadyExists { .. }) if generate.is_some() => {
+                let base = generate.as_deref().unwrap_or_default();
+                object::metadata_mut(&mut object)
+                    .insert("name".to_owned(), Value::String(object::generate_name(base)));
+            }
+            Err(err) => return Err(from_storage(err, &ctx.subject(&name))),
+        }
+    }
+    Err(ApiError::AlreadyExists(
+        ctx.subject(meta_str(&object, "name").unwrap_or_default()),
+    ))
+}
+
+/// The `autoscaling/v1` Scale of an object with `spec.replicas`.
+pub fn scale_of(ctx: &Ctx, object: &Value) -> Value {
+    let selector = object
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let meta = object::metadata(object).cloned().unwrap_or_default();
+    let pick = |field: &str| meta.get(field).cloned().unwrap_or(Value::Null);
+    let _ = ctx;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": pick("name"),
+            "namespace": pick("namespace"),
+            "uid": pick("uid"),
+            "resourceVersion": pick("resourceVersion"),
+            "creationTimestamp": pick("creationTimestamp"),
+        },
+        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {
+            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+/// The read-modify-write loop shared by update and patch. `compute` gets the current object (with its
+/// `resourceVersion`) and returns the object the client wants; it runs again after a lost race.
+async fn update_with(
+    ctx: &Ctx,
+    mut compute: impl FnMut(&Value) -> Result<Value, ApiError>,
+) -> Result<Value, ApiError> {
+    let name = ctx.name.as_deref().expect("updates have a name");
+    let subject = ctx.subject(name);
+    let key = ctx.key(name);
+    let dry_run = ctx.dry_run()?;
+    for _ in 0..MAX_RETRIES {
+        let kv = ctx
+            .server
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| from_storage(e, &subject))?;
+        let current = decode(ctx, &kv)?;
+        let wanted = compute(&current)?;
+        let mut new = match ctx.subresource {
+            Some(Subresource::Scale) => {
+                let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
+                let mut new = current.clone();
+                new["spec"]["replicas"] = replicas;
+                object::prepare_update(&mut new, &current, ctx.behaviour, None);
+                new
+            }
+            subresource => {
+                let mut new = wanted;
+                check_identity(ctx, &new, name)?;
+                set_namespace(ctx, &mut new)?;
+                let wanted_rv = meta_str(&new, "resourceVersion")
+                    .filter(|rv| !rv.is_empty())
+                    .map(str::to_owned);
+                if wanted_rv.is_some_and(|rv| rv != kv.mod_revision.get().to_string()) {
+                    return Err(from_storage(
+                        flotilla_storage::Error::Conflict {
+                            key: key.clone(),
+                            expected: Revision::ZERO,
+                            current: Box::new(kv.clone()),
+                        },
+                        &subject,
+                    ));
+                }
+                object::prepare_update(&mut new, &current, ctx.behaviour, subresource);
+                new
+            }
+        };
+        object::validate_metadata(&new, ctx.resource, ctx.behaviour)?;
+        check_finalizers(ctx, &current, &new)?;
+        object::set_type(&mut new, ctx.resource, &ctx.version);
+        let mut unchanged = current.clone();
+        object::metadata_mut(&mut unchanged).remove("resourceVersion");
+        if new == unchanged {
+            return Ok(current);
+        }
+        if dry_run {
+            object::set_resource_version(&mut new, kv.mod_revision.get());
+            return Ok(new);
+        }
+        // The last finalizer of an object being deleted is gone: the update completes the delete.
+        let being_deleted = object::metadata(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
+        if being_deleted && object::finalizers(&new).is_empty() {
+            match ctx.server.store.delete(&key, Some(kv.mod_revision)).await {
+                Ok(deleted) => {
+                    object::set_resource_version(&mut new, deleted.revision.get());
+                    return Ok(new);
+                }
+                Err(flotilla_storage::Error::Conflict { .. }) => continue,
+                Err(err) => return Err(from_storage(err, &subject)),
+            }
+        }
+        match ctx.server.store.update(&key, encode(&new), kv.mod_revision).await {
+            Ok(revision) => {
+                object::set_resource_version(&mut new, revision.get());
+                return Ok(match ctx.subresource {
+                    Some(Subresource::Scale) => scale_of(ctx, &new),
+                    _ => new,
+                });
+            }
+            Err(flotilla_storage::Error::Conflict { .. }) => continue,
+            Err(err) => return Err(from_storage(err, &subject)),
+        }
+    }
+    Err(ApiError::Conflict {
+        subject,
+        message: "the object is being modified too often; please try again".to_owned(),
+    })
+}
+
+/// The name in the body must be the URL's.
+fn check_identity(ctx: &Ctx, object: &Value, name: &str) -> Result<(), ApiError> {
+    match meta_str(object, "name") {
+        Some(body_name) if body_name != name => Err(ApiError::BadRequest(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        ))),
+        _ => {
+            let _ = ctx;
+            Ok(())
+        }
+    }
+}
+
+/// While an object is being deleted, finalizers can only be removed.
+fn check_finalizers(ctx: &Ctx, current: &Value, new: &Value) -> Result<(), ApiError> {
+    let deleting = object::metadata(current).is_some_and(|m| m.contains_key("deletionTimestamp"));
+    if !deleting {
+        return Ok(());
+    }
+    let before = object::finalizers(current);
+    let added: Vec<String> = object::finalizers(new)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    let name = meta_str(current, "name").unwrap_or_default();
+    Err(ApiError::Invalid {
+        subject: ctx.subject(name),
+        causes: vec![Cause {
+            kind: "FieldValueForbidden",
+            field: "metadata.finalizers".to_owned(),
+            message: format!(
+                "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+            ),
+        }],
+    })
+}
+
+pub async fn update(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+    let wanted = decode_body(ctx, body)?;
+    update_with(ctx, |_| Ok(wanted.clone())).await
+}
+
+/// A patch, ready to apply to the current object (again after a lost race).
+type PatchFn = Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync>;
+
+pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+    let kind = content_type(ctx);
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
+    let apply: PatchFn = match kind.as_str() {
+        "application/json-patch+json" => {
+            let operations: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
+            let subject = ctx.subject(ctx.name.as_deref().unwrap_or_default());
+            Box::new(move |target| {
+                json_patch::patch(target, &operations).map_err(|e| ApiError::Invalid {
+                    subject: subject.clone(),
+                    causes: vec![Cause {
+                        kind: "FieldValueInvalid",
+                        field: String::new(),
+                        message: e.to_string(),
+                    }],
+                })
+            })
+        }
+        "application/merge-patch+json" => {
+            if !patch.is_object() {
+                return Err(ApiError::BadRequest(
+                    "a merge patch must be a JSON object".to_owned(),
+                ));
+            }
+            Box::new(move |target| {
+                json_patch::merge(target, &patch);
+                Ok(())
+            })
+        }
+        "application/strategic-merge-patch+json" => {
+            if !patch.is_object() {
+                return Err(ApiError::BadRequest(
+                    "a strategic merge patch must be a JSON object".to_owned(),
+                ));
+            }
+            let resource = ctx.resource;
+            let scale = ctx.subresource == Some(Subresource::Scale);
+            Box::new(move |target| {
+                crate::patch::strategic_merge(target, &patch, resource, scale).map_err(ApiError::BadRequest)
+            })
+        }
+        _ => {
+            return Err(ApiError::UnsupportedMediaType {
+                accepted: "application/json-patch+json, application/merge-patch+json, \
+                           application/strategic-merge-patch+json",
+            });
+        }
+    };
+    update_with(ctx, |current| {
+        let mut target = match ctx.subresource {
+            Some(Subresource::Scale) => scale_of(ctx, current),
+            _ => current.clone(),
+        };
+        apply(&mut target)?;
+        if !target.is_object() {
+            return Err(ApiError::BadRequest(
+                "the patched object is not a JSON object".to_owned(),
+            ));
+        }
+        Ok(target)
+    })
+    .await
+}
+
+/// `DeleteOptions` from the body (kubectl always sends one) or from the query.
+struct DeleteOptions {
+    propagation: Option<String>,
+    precondition_uid: Option<String>,
+    precondition_rv: Option<String>,
+}
+
+fn delete_options(ctx: &Ctx, body: &Bytes) -> Result<DeleteOptions, ApiError> {
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?
+    };
+    let text = |pointer: &str| body.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+    let mut propagation =
+        text("/propagationPolicy").or_else(|| ctx.param("propagationPolicy").map(str::to_owned));
+    if propagation.is_none()
+        && let Some(orphan) = body.get("orphanDependents").and_then(Value::as_bool)
+    {
+        propagation = Some(if orphan { "Orphan" } else { "Background" }.to_owned());
+    }
+    if let Some(policy) = &propagation
+        && !matches!(policy.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::BadRequest(format!(
+            "unknown propagationPolicy {policy:?}"
+        )));
+    }
+    if text("/dryRun/0").is_some_and(|d| d != "All") {
+        return Err(ApiError::BadRequest(
+            "unsupported dry run value, only \"All\"".to_owned(),
+        ));
+    }
+    Ok(DeleteOptions {
+        propagation,
+        precondition_uid: text("/preconditions/uid"),
+        precondition_rv: text("/preconditions/resourceVersion"),
+    })
+}
+
+fn dry_run_delete(ctx: &Ctx, body: &Bytes) -> Result<bool, ApiError> {
+    let in_body = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|b| b.pointer("/dryRun/0").and_then(Value::as_str).map(str::to_owned));
+    Ok(ctx.dry_run()? || in_body.as_deref() == Some("All"))
+}
+
+/// The finalizer kube's garbage collector uses for a propagation policy.
+fn policy_finalizer(policy: Option<&str>) -> Option<&'static str> {
+    match policy {
+        Some("Orphan") => Some("orphan"),
+        Some("Foreground") => Some("foregroundDeletion"),
+        _ => None,
+    }
+}
+
+pub async fn delete(ctx: &Ctx, body: &Bytes) -> Result<(StatusCode, Value), ApiError> {
+    if ctx.subresource.is_some() {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let options = delete_options(ctx, body)?;
+    let dry_run = dry_run_delete(ctx, body)?;
+    let name = ctx.name.as_deref().expect("delete has a name");
+    delete_object(ctx, name, &options, dry_run).await
+}
+
+async fn delete_object(
+    ctx: &Ctx,
+    name: &str,
+    options: &DeleteOptions,
+    dry_run: bool,
+) -> Result<(StatusCode, Value), ApiError> {
+    let subject = ctx.subject(name);
+    let key = ctx.key(name);
+    for _ in 0..MAX_RETRIES {
+        let kv = ctx
+            .server
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| from_storage(e, &subject))?;
+        let mut current = decode(ctx, &kv)?;
+        let uid = meta_str(&current, "uid").unwrap_or_default().to_owned();
+        if let Some(expected) = &options.precondition_uid
+            && *expected != uid
+        {
+            return Err(ApiError::Conflict {
+                subject,
+                message: format!(
+                    "Precondition failed: UID in precondition: {expected}, UID in object meta: {uid}"
+                ),
+            });
+        }
+        if let Some(expected) = &options.precondition_rv {
+            let actual = kv.mod_revision.get().to_string();
+            if *expected != actual {
+                return Err(ApiError::Conflict {
+                    subject,
+                    message: format!(
+                        "Precondition failed: ResourceVersion in precondition: {expected}, ResourceVersion in object meta: {actual}"
+                    ),
+                });
+            }
+        }
+        let mut finalizers = object::finalizers(&current);
+        let is_namespace = ctx.resource.group.is_empty() && ctx.resource.plural == "namespaces";
+        if let Some(finalizer) = policy_finalizer(options.propagation.as_deref())
+            && !finalizers.iter().any(|f| f == finalizer)
+        {
+            finalizers.push(finalizer.to_owned());
+        }
+        if finalizers.is_empty() && !is_namespace {
+            if dry_run {
+                return Ok((StatusCode::OK, deleted_status(ctx, name, &uid)));
+            }
+            match ctx.server.store.delete(&key, Some(kv.mod_revision)).await {
+                Ok(_) => return Ok((StatusCode::OK, deleted_status(ctx, name, &uid))),
+                Err(flotilla_storage::Error::Conflict { .. }) => continue,
+                Err(err) => return Err(from_storage(err, &subject)),
+            }
+        }
+        // Deletion waits for finalizers (or, for a namespace, for its contents to go): mark it.
+        let meta = object::metadata_mut(&mut current);
+        let already = meta.contains_key("deletionTimestamp");
+        if already && object::finalizers(&current) == finalizers && !is_namespace {
+            return Ok((StatusCode::OK, current));
+        }
+        let meta = object::metadata_mut(&mut current);
+        meta.entry("deletionTimestamp")
+            .or_insert_with(|| Value::String(object::now()));
+        meta.entry("deletionGracePeriodSeconds").or_insert(json!(0));
+        meta.remove("resourceVersion");
+        if finalizers.is_empty() {
+            meta.remove("finalizers");
+        } else {
+            meta.insert("finalizers".to_owned(), json!(finalizers));
+        }
+        if is_namespace {
+            current["status"] = json!({"phase": "Terminating"});
+        }
+        if dry_run {
+            return Ok((StatusCode::OK, current));
+        }
+        match ctx
+            .server
+            .store
+            .update(&key, encode(&current), kv.mod_revision)
+            .await
+        {
+            Ok(revision) => {
+                object::set_resource_version(&mut current, revision.get());
+                ctx.server
+                    .lifecycle
+                    .deletion_started(ctx.resource, ctx.namespace.as_deref(), name);
+                return Ok((StatusCode::OK, current));
+            }
+            Err(flotilla_storage::Error::Conflict { .. }) => continue,
+            Err(err) => return Err(from_storage(err, &subject)),
+        }
+    }
+    Err(ApiError::Conflict {
+        subject,
+        message: "the object is being modified too often; please try again".to_owned(),
+    })
+}
+
+/// kube's answer to a delete that removed the object at once.
+fn deleted_status(ctx: &Ctx, name: &str, uid: &str) -> Value {
+    let mut details = json!({"name": name, "kind": ctx.resource.plural, "uid": uid});
+    if !ctx.resource.group.is_empty() {
+        details["group"] = json!(ctx.resource.group);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+}
+
+pub async fn delete_collection(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+    let options = delete_options(ctx, body)?;
+    let dry_run = dry_run_delete(ctx, body)?;
+    let listed = super::read::list(ctx).await?;
+    let mut items = Vec::new();
+    for item in listed["items"].as_array().cloned().unwrap_or_default() {
+        let name = meta_str(&item, "name").unwrap_or_default().to_owned();
+        let namespace = meta_str(&item, "namespace").map(str::to_owned);
+        let item_ctx = Ctx {
+            server: ctx.server.clone(),
+            resource: ctx.resource,
+            behaviour: ctx.behaviour,
+            version: ctx.version.clone(),
+            namespace: namespace.or_else(|| ctx.namespace.clone()),
+            name: Some(name.clone()),
+            subresource: None,
+            query: Default::default(),
+            headers: Default::default(),
+        };
+        match delete_object(&item_ctx, &name, &options, dry_run).await {
+            Ok((_, mut object)) if object["kind"] != "Status" => {
+                if let Some(map) = object.as_object_mut() {
+                    map.remove("apiVersion");
+                    map.remove("kind");
+                }
+                items.push(object);
+            }
+            Ok(_) => items.push(item),
+            Err(ApiError::NotFound(_)) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(json!({
+        "kind": format!("{}List", ctx.resource.kind),
+        "apiVersion": ctx.resource.api_version(&ctx.version),
+        "metadata": {"resourceVersion": listed["metadata"]["resourceVersion"]},
+        "items": items,
+    }))
+}

@@ -1,0 +1,80 @@
+//! `flotilla-apiserver`: flags in kube-apiserver's style, then [`flotilla_apiserver::start`].
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
+use flotilla_apiserver::{Config, StorageConfig};
+
+/// The federation apiserver: the native Kubernetes API over TLS, on etcd or an embedded store.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla-apiserver", version)]
+struct Args {
+    /// etcd client URLs, comma-separated; without them the embedded store in --data-dir is used.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// Where the embedded store, the generated certificates and the admin credential live.
+    #[arg(long, default_value = "./flotilla-data")]
+    data_dir: PathBuf,
+    /// The key prefix of every object in storage, as kube-apiserver's --etcd-prefix.
+    #[arg(long, default_value = "/registry")]
+    storage_prefix: String,
+    /// The address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// The HTTPS port (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Serving certificate (PEM); generated into <data-dir>/pki when not given.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// Serving key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// CA that signs client certificates (CN = user, O = groups).
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Bearer tokens in kube's CSV format: token,user,uid,"group1,group2".
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Write an admin kubeconfig here once serving.
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = Config {
+        storage: if args.etcd_servers.is_empty() {
+            StorageConfig::Embedded
+        } else {
+            StorageConfig::Etcd {
+                endpoints: args.etcd_servers,
+            }
+        },
+        data_dir: args.data_dir,
+        storage_prefix: args.storage_prefix,
+        bind_address: args.bind_address,
+        secure_port: args.secure_port,
+        tls_cert_file: args.tls_cert_file,
+        tls_private_key_file: args.tls_private_key_file,
+        client_ca_file: args.client_ca_file,
+        token_auth_file: args.token_auth_file,
+        write_kubeconfig: args.write_kubeconfig,
+    };
+    let running = flotilla_apiserver::start(config).await?;
+    tracing::info!(address = %running.address, "serving");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = running.task => {}
+    }
+    Ok(())
+}

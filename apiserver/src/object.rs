@@ -1,0 +1,382 @@
+//! Objects as kube-apiserver keeps them: metadata set by the server on create and update, on plain JSON values.
+//!
+//! Objects are handled as `serde_json::Value` so that every served type goes through the same code; what
+//! differs per type lives in [`Behaviour`]. The stored form has no `resourceVersion`: as in kube-apiserver it is
+//! the storage revision, set on every object read back.
+
+use flotilla_api::resources::{Resource, Subresource};
+use serde_json::{Map, Value, json};
+
+use crate::status::{ApiError, Cause, Subject};
+
+/// What differs per resource in how the server treats writes.
+#[derive(Clone, Copy, Debug)]
+pub struct Behaviour {
+    /// `metadata.generation` is set to 1 on create and bumped on every spec change.
+    pub generation: bool,
+    /// The main resource ignores `status` on writes and the `status` subresource ignores everything else.
+    pub status_subresource: bool,
+    /// Names are DNS-1123 labels (at most 63 characters, no dots) rather than subdomains.
+    pub label_names: bool,
+}
+
+impl Behaviour {
+    pub fn of(resource: &Resource) -> Self {
+        Behaviour {
+            generation: matches!(
+                (resource.group, resource.plural),
+                ("apps", _) | ("batch", "jobs") | ("networking.k8s.io", "ingresses")
+            ),
+            status_subresource: resource.has_subresource(Subresource::Status),
+            label_names: matches!((resource.group, resource.plural), ("", "namespaces" | "services")),
+        }
+    }
+}
+
+pub fn metadata(object: &Value) -> Option<&Map<String, Value>> {
+    object.get("metadata")?.as_object()
+}
+
+pub fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
+    if !object.get("metadata").is_some_and(Value::is_object) {
+        object["metadata"] = json!({});
+    }
+    object["metadata"]
+        .as_object_mut()
+        .expect("metadata was just made an object")
+}
+
+pub fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    metadata(object)?.get(field)?.as_str()
+}
+
+pub fn labels(object: &Value) -> std::collections::BTreeMap<String, String> {
+    metadata(object)
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn finalizers(object: &Value) -> Vec<String> {
+    metadata(object)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|f| f.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+pub fn set_resource_version(object: &mut Value, revision: i64) {
+    metadata_mut(object).insert("resourceVersion".to_owned(), Value::String(revision.to_string()));
+}
+
+/// Sets `apiVersion` and `kind` as served at `version`.
+pub fn set_type(object: &mut Value, resource: &Resource, version: &str) {
+    if let Some(map) = object.as_object_mut() {
+        map.insert(
+            "apiVersion".to_owned(),
+            Value::String(resource.api_version(version)),
+        );
+        map.insert("kind".to_owned(), Value::String(resource.kind.to_owned()));
+    }
+}
+
+/// The current time as kube writes timestamps (RFC 3339, seconds, UTC).
+pub fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// kube's `generateName` suffix alphabet (no vowels, no confusable characters).
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+pub fn generate_name(base: &str) -> String {
+    let random = uuid::Uuid::new_v4();
+    let suffix: String = random.as_bytes()[..5]
+        .iter()
+        .map(|b| NAME_ALPHABET[*b as usize % NAME_ALPHABET.len()] as char)
+        .collect();
+    // kube truncates the base so that the whole name stays within 63 characters.
+    let base: String = base.chars().take(63 - 5).collect();
+    format!("{base}{suffix}")
+}
+
+/// DNS-1123 subdomain (`label_only`: label) checks, with kube's messages.
+pub fn name_problems(name: &str, label_only: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let max = if label_only { 63 } else { 253 };
+    if name.len() > max {
+        problems.push(format!("must be no more than {max} characters"));
+    }
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && label.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && label.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    let ok = if label_only {
+        valid_label(name)
+    } else {
+        name.split('.').all(valid_label)
+    };
+    if !ok {
+        problems.push(if label_only {
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start \
+             and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is \
+             '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+                .to_owned()
+        } else {
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and \
+             must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is \
+             '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+                .to_owned()
+        });
+    }
+    problems
+}
+
+/// Checks what every object needs whatever its type, and reports all problems at once (422).
+pub fn validate_metadata(
+    object: &Value,
+    resource: &'static Resource,
+    behaviour: Behaviour,
+) -> Result<(), ApiError> {
+    let name = meta_str(object, "name").unwrap_or_default();
+    let mut causes = Vec::new();
+    if name.is_empty() {
+        causes.push(Cause {
+            kind: "FieldValueRequired",
+            field: "metadata.name".to_owned(),
+            message: "Required value: name or generateName is required".to_owned(),
+        });
+    } else {
+        for problem in name_problems(name, behaviour.label_names) {
+            causes.push(Cause {
+                kind: "FieldValueInvalid",
+                field: "metadata.name".to_owned(),
+                message: format!("Invalid value: \"{name}\": {problem}"),
+            });
+        }
+    }
+    for (field, map) in [("labels", true), ("annotations", false)] {
+        if let Some(value) = metadata(object).and_then(|m| m.get(field)) {
+            let Some(entries) = value.as_object() else {
+                causes.push(Cause {
+                    kind: "FieldValueInvalid",
+                    field: format!("metadata.{field}"),
+                    message: "Invalid value: must be a map of strings".to_owned(),
+                });
+                continue;
+            };
+            for (key, value) in entries {
+                if !value.is_string() {
+                    causes.push(Cause {
+                        kind: "FieldValueInvalid",
+                        field: format!("metadata.{field}"),
+                        message: format!("Invalid value: the value of {key:?} must be a string"),
+                    });
+                } else if map
+                    && flotilla_api::selector::LabelSelector::parse(&format!(
+                        "{key}={}",
+                        value.as_str().unwrap_or_default()
+                    ))
+                    .is_err()
+                {
+                    causes.push(Cause {
+                        kind: "FieldValueInvalid",
+                        field: "metadata.labels".to_owned(),
+                        message: format!("Invalid value: {key:?}: {:?} is not a valid label", value),
+                    });
+                }
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid {
+            subject: Subject::new(resource, name),
+            causes,
+        })
+    }
+}
+
+/// Fields clients may not set: they come from the server (or from the old object on update).
+const SERVER_FIELDS: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "resourceVersion",
+];
+
+/// Prepares a new object for storage: server-owned metadata, cleared status where the type has a status
+/// subresource (kube resets it on create), and no `resourceVersion` (the store assigns it).
+pub fn prepare_create(object: &mut Value, behaviour: Behaviour, resource: &Resource) {
+    let meta = metadata_mut(object);
+    for field in SERVER_FIELDS {
+        meta.remove(*field);
+    }
+    meta.insert("uid".to_owned(), Value::String(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".to_owned(), Value::String(now()));
+    if behaviour.generation {
+        meta.insert("generation".to_owned(), json!(1));
+    }
+    if behaviour.status_subresource
+        && let Some(map) = object.as_object_mut()
+    {
+        map.remove("status");
+    }
+    if resource.group.is_empty() && resource.plural == "namespaces" {
+        object["status"] = json!({"phase": "Active"});
+        let name = meta_str(object, "name").unwrap_or_default().to_owned();
+        let labels = metadata_mut(object).entry("labels").or_insert_with(|| json!({}));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert("kubernetes.io/metadata.name".to_owned(), Value::String(name));
+        }
+    }
+}
+
+/// Carries the server-owned state of `old` into `new` for an update of the main resource (`subresource`
+/// `None`) or of its status: identity and timestamps always, the status from `old` on the main resource, and
+/// everything but the status from `old` on the status subresource. Bumps the generation on a spec change.
+pub fn prepare_update(new: &mut Value, old: &Value, behaviour: Behaviour, subresource: Option<Subresource>) {
+    match subresource {
+        Some(Subresource::Status) => {
+            let status = new.get("status").cloned();
+            *new = old.clone();
+            match status {
+                Some(status) => new["status"] = status,
+                None => {
+                    if let Some(map) = new.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            }
+            return;
+        }
+        Some(Subresource::Scale) => unreachable!("scale writes go through the scale handler"),
+        None => {}
+    }
+    {
+        let old_meta = metadata(old).cloned().unwrap_or_default();
+        let meta = metadata_mut(new);
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            match old_meta.get(field) {
+                Some(value) => meta.insert(field.to_owned(), value.clone()),
+                None => meta.remove(field),
+            };
+        }
+        meta.remove("resourceVersion");
+    }
+    if behaviour.status_subresource {
+        match old.get("status") {
+            Some(status) => new["status"] = status.clone(),
+            None => {
+                if let Some(map) = new.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+    }
+    if behaviour.generation && new.get("spec") != old.get("spec") {
+        let generation = metadata(old)
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        metadata_mut(new).insert("generation".to_owned(), json!(generation + 1));
+    }
+    // Namespaces keep the label kube maintains.
+    if let Some(label) = metadata(old)
+        .and_then(|m| m.get("labels"))
+        .and_then(|l| l.get("kubernetes.io/metadata.name"))
+        .cloned()
+    {
+        let labels = metadata_mut(new).entry("labels").or_insert_with(|| json!({}));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert("kubernetes.io/metadata.name".to_owned(), label);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_api::resources::lookup;
+
+    #[test]
+    fn names_follow_dns_1123() {
+        assert!(name_problems("web-1.example", false).is_empty());
+        assert!(!name_problems("Web", false).is_empty());
+        assert!(!name_problems("a.b", true).is_empty());
+        assert!(!name_problems(&"a".repeat(64), true).is_empty());
+        assert!(!name_problems("-a", false).is_empty());
+    }
+
+    #[test]
+    fn generate_name_appends_five_characters() {
+        let name = generate_name("web-");
+        assert_eq!(name.len(), 9);
+        assert!(name.starts_with("web-"));
+        assert!(name_problems(&name, true).is_empty());
+    }
+
+    #[test]
+    fn updates_keep_identity_and_bump_generation_on_spec_change() {
+        let deployments = lookup("apps", "v1", "deployments").unwrap();
+        let behaviour = Behaviour::of(deployments);
+        let mut old =
+            json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        prepare_create(&mut old, behaviour, deployments);
+        assert_eq!(old["metadata"]["generation"], 1);
+        assert!(old.get("status").is_none(), "status is reset on create");
+        old["status"] = json!({"replicas": 1});
+        let mut new =
+            json!({"metadata": {"name": "web", "uid": "forged"}, "spec": {"replicas": 2}, "status": {}});
+        prepare_update(&mut new, &old, behaviour, None);
+        assert_eq!(new["metadata"]["uid"], old["metadata"]["uid"]);
+        assert_eq!(new["metadata"]["generation"], 2);
+        assert_eq!(
+            new["status"],
+            json!({"replicas": 1}),
+            "the main resource does not write status"
+        );
+        let mut label_only = new.clone();
+        label_only["metadata"]["labels"] = json!({"a": "b"});
+        prepare_update(&mut label_only, &new, behaviour, None);
+        assert_eq!(
+            label_only["metadata"]["generation"], 2,
+            "metadata changes do not bump the generation"
+        );
+    }
+
+    #[test]
+    fn status_updates_touch_only_status() {
+        let deployments = lookup("apps", "v1", "deployments").unwrap();
+        let old = json!({"metadata": {"name": "web", "generation": 3}, "spec": {"replicas": 1}});
+        let mut new =
+            json!({"metadata": {"name": "web"}, "spec": {"replicas": 9}, "status": {"readyReplicas": 1}});
+        prepare_update(
+            &mut new,
+            &old,
+            Behaviour::of(deployments),
+            Some(Subresource::Status),
+        );
+        assert_eq!(new["spec"]["replicas"], 1);
+        assert_eq!(new["status"]["readyReplicas"], 1);
+        assert_eq!(new["metadata"]["generation"], 3);
+    }
+}
