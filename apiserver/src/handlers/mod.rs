@@ -107,6 +107,12 @@ pub async fn resource_request(State(server): State<Arc<ApiServer>>, request: Req
 
 async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
+    // Read the body before anything can fail, so that an early error answers a fully read request (HTTP/2
+    // clients report a reset stream otherwise).
+    let body = match parts.method {
+        Method::GET | Method::HEAD => Bytes::new(),
+        _ => read_body(body).await?,
+    };
     let path = parts.uri.path().to_owned();
     let Some(ApiPath::Resource(target)) = flotilla_api::request::parse(&path) else {
         return Err(ApiError::NoSuchResource);
@@ -119,30 +125,15 @@ async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, 
         (&Method::GET, false) if is_watch => watch::watch(ctx).await,
         (&Method::GET, false) => read::list(&ctx).await.map(json_response),
         (&Method::GET, true) => read::get(&ctx).await.map(json_response),
-        (&Method::POST, false) => {
-            let body = read_body(body).await?;
-            write::create(&ctx, &body)
-                .await
-                .map(|object| json_status(StatusCode::CREATED, object))
-        }
-        (&Method::PUT, true) => {
-            let body = read_body(body).await?;
-            write::update(&ctx, &body).await.map(json_response)
-        }
-        (&Method::PATCH, true) => {
-            let body = read_body(body).await?;
-            write::patch(&ctx, &body).await.map(json_response)
-        }
-        (&Method::DELETE, true) => {
-            let body = read_body(body).await?;
-            write::delete(&ctx, &body)
-                .await
-                .map(|(code, object)| json_status(code, object))
-        }
-        (&Method::DELETE, false) => {
-            let body = read_body(body).await?;
-            write::delete_collection(&ctx, &body).await.map(json_response)
-        }
+        (&Method::POST, false) => write::create(&ctx, &body)
+            .await
+            .map(|object| json_status(StatusCode::CREATED, object)),
+        (&Method::PUT, true) => write::update(&ctx, &body).await.map(json_response),
+        (&Method::PATCH, true) => write::patch(&ctx, &body).await.map(json_response),
+        (&Method::DELETE, true) => write::delete(&ctx, &body)
+            .await
+            .map(|(code, object)| json_status(code, object)),
+        (&Method::DELETE, false) => write::delete_collection(&ctx, &body).await.map(json_response),
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

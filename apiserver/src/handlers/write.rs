@@ -355,6 +355,13 @@ type PatchFn = Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync>;
 
 pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     let kind = content_type(ctx);
+    const PATCH_TYPES: &str =
+        "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json";
+    if !PATCH_TYPES.split(", ").any(|t| t == kind) {
+        return Err(ApiError::UnsupportedMediaType {
+            accepted: PATCH_TYPES,
+        });
+    }
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
     let apply: PatchFn = match kind.as_str() {
@@ -396,12 +403,7 @@ pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
                 crate::patch::strategic_merge(target, &patch, resource, scale).map_err(ApiError::BadRequest)
             })
         }
-        _ => {
-            return Err(ApiError::UnsupportedMediaType {
-                accepted: "application/json-patch+json, application/merge-patch+json, \
-                           application/strategic-merge-patch+json",
-            });
-        }
+        _ => unreachable!("patch types are checked above"),
     };
     update_with(ctx, |current| {
         let mut target = match ctx.subresource {

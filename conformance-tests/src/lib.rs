@@ -1,0 +1,268 @@
+//! Test support for Flotilla's end-to-end tests: a federation apiserver on a free loopback port over either
+//! storage backend (a real etcd, started here, or the embedded store), a kubeconfig for it, and the real
+//! kubectl binaries (1.27 … 1.33 from the machine image) to drive it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use flotilla_storage::testing::EtcdServer;
+
+/// Which store the apiserver under test uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Etcd,
+}
+
+/// The kubectl binary of one minor version (`"1.27"` … `"1.33"`), as the machine image ships them.
+pub fn kubectl_binary(version: &str) -> PathBuf {
+    let versioned = PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.{version}"));
+    if versioned.exists() {
+        versioned
+    } else {
+        PathBuf::from("kubectl")
+    }
+}
+
+/// A running federation apiserver, stopped when dropped.
+#[derive(Debug)]
+pub struct TestApiserver {
+    pub backend: Backend,
+    pub kubeconfig: PathBuf,
+    pub url: String,
+    pub token: String,
+    pub ca_file: PathBuf,
+    dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+    _etcd: Option<EtcdServer>,
+}
+
+impl TestApiserver {
+    pub async fn start(backend: Backend) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-conformance-")
+            .tempdir()?;
+        let (etcd, storage) = match backend {
+            Backend::Embedded => (None, flotilla_apiserver::StorageConfig::Embedded),
+            Backend::Etcd => {
+                let etcd = tokio::task::spawn_blocking(EtcdServer::start).await??;
+                let endpoints = vec![etcd.endpoint()];
+                (Some(etcd), flotilla_apiserver::StorageConfig::Etcd { endpoints })
+            }
+        };
+        let data_dir = dir.path().join("data");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let config = flotilla_apiserver::Config {
+            storage,
+            data_dir: data_dir.clone(),
+            storage_prefix: "/registry".to_owned(),
+            bind_address: "127.0.0.1".parse()?,
+            secure_port: 0,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            client_ca_file: None,
+            token_auth_file: None,
+            write_kubeconfig: Some(kubeconfig.clone()),
+        };
+        let running = flotilla_apiserver::start(config)
+            .await
+            .context("start the apiserver")?;
+        let server = TestApiserver {
+            backend,
+            kubeconfig,
+            url: format!("https://{}", running.address),
+            token: std::fs::read_to_string(data_dir.join("admin-token"))?
+                .trim()
+                .to_owned(),
+            ca_file: data_dir.join("pki").join("ca.crt"),
+            dir,
+            task: running.task,
+            _etcd: etcd,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// Waits for `/readyz` and for the default namespace.
+    async fn wait_ready(&self) -> Result<()> {
+        for _ in 0..200 {
+            let ready = self
+                .curl(&["/readyz"])
+                .await
+                .map(|r| r.code == 200)
+                .unwrap_or(false);
+            let default = self
+                .curl(&["/api/v1/namespaces/default"])
+                .await
+                .map(|r| r.code == 200)
+                .unwrap_or(false);
+            if ready && default {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("apiserver not ready")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs kubectl `version` (such as `"1.30"`) with a cold cache of its own.
+    pub async fn kubectl(&self, version: &str, args: &[&str]) -> Result<Output> {
+        self.kubectl_with(version, args, None, &[]).await
+    }
+
+    /// Runs kubectl with standard input and extra environment variables.
+    pub async fn kubectl_with(
+        &self,
+        version: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<Output> {
+        let cache = self.dir.path().join(format!("kube-cache-{version}"));
+        let mut command = tokio::process::Command::new(kubectl_binary(version));
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("run kubectl {version}"))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            pipe.write_all(input.as_bytes()).await?;
+        }
+        let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .context("kubectl took over 60 s")??;
+        Ok(Output {
+            success: output.status.success(),
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+
+    /// Sends one HTTPS request with curl (a real client, verifying the server against the generated CA)
+    /// using the admin token; `args` are curl arguments after the path, such as `-X POST`.
+    pub async fn curl(&self, args: &[&str]) -> Result<HttpResponse> {
+        self.curl_as(Some(&self.token), args).await
+    }
+
+    /// Like [`TestApiserver::curl`], with the given token or none.
+    pub async fn curl_as(&self, token: Option<&str>, args: &[&str]) -> Result<HttpResponse> {
+        let (path, rest) = args.split_first().context("a path")?;
+        let mut command = tokio::process::Command::new("curl");
+        command
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(&self.ca_file);
+        if let Some(token) = token {
+            command.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        command
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("{}{path}", self.url))
+            .args(rest);
+        let output = command.output().await.context("run curl")?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').context("curl printed no status code")?;
+        Ok(HttpResponse {
+            code: code.trim().parse().unwrap_or(0),
+            body: body.to_owned(),
+        })
+    }
+}
+
+impl Drop for TestApiserver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a kubectl run printed.
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panics with everything kubectl printed unless it succeeded.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert!(
+            self.success,
+            "kubectl failed ({}):\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Panics unless kubectl failed, returning what it said.
+    #[track_caller]
+    pub fn failed(self) -> Self {
+        assert!(
+            !self.success,
+            "kubectl unexpectedly succeeded:\nstdout: {}",
+            self.stdout
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// One HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub code: u16,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Polls `check` until it returns `Some`, for at most `FLOTILLA_TEST_PATIENCE_SECS` (default 30) seconds.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let patience: u64 = std::env::var("FLOTILLA_TEST_PATIENCE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(patience);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

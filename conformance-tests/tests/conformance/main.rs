@@ -1,0 +1,28 @@
+//! Flotilla's end-to-end suite: real kubectl binaries (and curl for raw requests) against a federation
+//! apiserver on each storage backend, a real etcd included.
+
+mod errors;
+mod kubectl;
+
+/// Instantiates each scenario `async fn name(Backend)` once per storage backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(flotilla_conformance_tests::Backend::Embedded).await
+                }
+            )*
+        }
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(flotilla_conformance_tests::Backend::Etcd).await
+                }
+            )*
+        }
+    };
+}
