@@ -113,7 +113,8 @@ pub static RESOURCES: &[Resource] = &[
         namespaced true, categories ["all"], subresources [Status]),
     resource!("batch", ["v1"], "Job", "jobs", "job", short [],
         namespaced true, categories ["all"], subresources [Status]),
-    resource!("autoscaling", ["v2", "v1"], "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+    // autoscaling/v1 joins once v1 <-> v2 conversion exists; serving v2-shaped objects as v1 would be wrong.
+    resource!("autoscaling", ["v2"], "HorizontalPodAutoscaler", "horizontalpodautoscalers",
         "horizontalpodautoscaler", short ["hpa"], namespaced true, categories ["all"], subresources [Status]),
     resource!("networking.k8s.io", ["v1"], "Ingress", "ingresses", "ingress", short ["ing"],
         namespaced true, categories [], subresources [Status]),
@@ -169,8 +170,12 @@ mod tests {
             Some("Deployment")
         );
         assert_eq!(
-            lookup("autoscaling", "v1", "horizontalpodautoscalers").map(|r| r.kind),
+            lookup("autoscaling", "v2", "horizontalpodautoscalers").map(|r| r.kind),
             Some("HorizontalPodAutoscaler")
+        );
+        assert!(
+            lookup("autoscaling", "v1", "horizontalpodautoscalers").is_none(),
+            "until v1 conversion exists"
         );
         assert!(lookup("apps", "v1beta1", "deployments").is_none());
         assert!(lookup("", "v1", "pods").is_none());
@@ -180,7 +185,7 @@ mod tests {
     fn groups_list_preferred_versions_first() {
         let groups = groups();
         assert_eq!(groups[0], ("", vec!["v1"]));
-        assert!(groups.contains(&("autoscaling", vec!["v2", "v1"])));
+        assert!(groups.contains(&("autoscaling", vec!["v2"])));
     }
 
     #[test]

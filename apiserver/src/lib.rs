@@ -4,12 +4,14 @@
 //! credentials, default namespaces, the lifecycle worker and the TLS listener.
 
 pub mod auth;
+pub mod compaction;
 pub mod discovery;
 mod handlers;
 pub mod kubeconfig;
 pub mod lifecycle;
 pub mod metrics;
 pub mod object;
+pub mod openapi;
 pub mod patch;
 pub mod status;
 pub mod tls;
@@ -61,6 +63,10 @@ pub fn app(server: Arc<ApiServer>) -> Router {
         .route("/version", get(version))
         .route("/version/", get(version))
         .route("/metrics", get(metrics::serve_metrics))
+        .route("/openapi/v2", get(openapi::serve_v2))
+        .route("/openapi/v3", get(openapi::serve_v3_index))
+        .route("/openapi/v3/", get(openapi::serve_v3_index))
+        .route("/openapi/v3/{*group_version}", get(openapi::serve_v3))
         .fallback(api_request)
         .layer(axum::middleware::from_fn_with_state(
             server.clone(),
@@ -142,6 +148,8 @@ pub struct Config {
     pub client_ca_file: Option<PathBuf>,
     pub token_auth_file: Option<PathBuf>,
     pub write_kubeconfig: Option<PathBuf>,
+    /// How often storage history is compacted (kube's `--etcd-compaction-interval`); zero turns it off.
+    pub compaction_interval: Duration,
 }
 
 /// A running server: where it listens and how to reach it.
@@ -212,7 +220,11 @@ pub async fn start(config: Config) -> Result<Running> {
         },
     );
 
+    openapi::warm_up();
     let lifecycle = Lifecycle::start(store.clone(), prefix.clone());
+    if !config.compaction_interval.is_zero() {
+        tokio::spawn(compaction::run(store.clone(), config.compaction_interval));
+    }
     let server = Arc::new(ApiServer {
         store: store.clone(),
         prefix: prefix.clone(),

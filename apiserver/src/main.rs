@@ -41,6 +41,29 @@ struct Args {
     /// Write an admin kubeconfig here once serving.
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
+    /// How often to compact storage history, as kube's --etcd-compaction-interval (e.g. 5m, 30s; 0 turns it off).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    etcd_compaction_interval: std::time::Duration,
+}
+
+/// Go-style durations as kube's flags take them: `300ms`, `30s`, `5m`, `1h`, `0`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or("a duration needs a unit (ms, s, m, h)")?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("unknown unit in {text:?} (use ms, s, m or h)")),
+    };
+    Ok(std::time::Duration::from_millis(number * millis))
 }
 
 #[tokio::main]
@@ -69,6 +92,7 @@ async fn main() -> Result<()> {
         client_ca_file: args.client_ca_file,
         token_auth_file: args.token_auth_file,
         write_kubeconfig: args.write_kubeconfig,
+        compaction_interval: args.etcd_compaction_interval,
     };
     let running = flotilla_apiserver::start(config).await?;
     tracing::info!(address = %running.address, "serving");

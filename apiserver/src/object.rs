@@ -207,6 +207,29 @@ pub fn validate_metadata(
     }
 }
 
+/// What kube-apiserver rewrites in an object of some types on every write: a Secret's `stringData` is merged
+/// into `data` (base64) and dropped, as kube's Secret conversion does.
+pub fn normalize(object: &mut Value, resource: &Resource) {
+    use base64::Engine as _;
+    if !(resource.group.is_empty() && resource.plural == "secrets") {
+        return;
+    }
+    let Some(map) = object.as_object_mut() else { return };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in string_data {
+            let text = value.as_str().unwrap_or_default();
+            data.insert(
+                key,
+                Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
+        }
+    }
+}
+
 /// Fields clients may not set: they come from the server (or from the old object on update).
 const SERVER_FIELDS: &[&str] = &[
     "uid",
@@ -316,6 +339,14 @@ pub fn prepare_update(new: &mut Value, old: &Value, behaviour: Behaviour, subres
 mod tests {
     use super::*;
     use flotilla_api::resources::lookup;
+
+    #[test]
+    fn secret_string_data_becomes_base64_data() {
+        let secrets = lookup("", "v1", "secrets").unwrap();
+        let mut secret = json!({"data": {"a": "YQ=="}, "stringData": {"b": "s3cret", "a": "override"}});
+        normalize(&mut secret, secrets);
+        assert_eq!(secret, json!({"data": {"a": "b3ZlcnJpZGU=", "b": "czNjcmV0"}}));
+    }
 
     #[test]
     fn names_follow_dns_1123() {

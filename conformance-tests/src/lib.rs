@@ -41,6 +41,11 @@ pub struct TestApiserver {
 
 impl TestApiserver {
     pub async fn start(backend: Backend) -> Result<Self> {
+        Self::start_with(backend, flotilla_apiserver::compaction::DEFAULT_INTERVAL).await
+    }
+
+    /// Starts with storage compacted every `compaction_interval`, to test what expires.
+    pub async fn start_with(backend: Backend, compaction_interval: Duration) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("flotilla-conformance-")
             .tempdir()?;
@@ -65,6 +70,7 @@ impl TestApiserver {
             client_ca_file: None,
             token_auth_file: None,
             write_kubeconfig: Some(kubeconfig.clone()),
+            compaction_interval,
         };
         let running = flotilla_apiserver::start(config)
             .await

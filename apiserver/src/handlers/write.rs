@@ -155,6 +155,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
             .insert("name".to_owned(), Value::String(object::generate_name(base)));
     }
     object::validate_metadata(&object, ctx.resource, ctx.behaviour)?;
+    object::normalize(&mut object, ctx.resource);
     check_namespace(ctx).await?;
     object::prepare_create(&mut object, ctx.behaviour, ctx.resource);
     object::set_type(&mut object, ctx.resource, &ctx.version);
@@ -264,6 +265,7 @@ async fn update_with(
             }
         };
         object::validate_metadata(&new, ctx.resource, ctx.behaviour)?;
+        object::normalize(&mut new, ctx.resource);
         check_finalizers(ctx, &current, &new)?;
         object::set_type(&mut new, ctx.resource, &ctx.version);
         let mut unchanged = current.clone();

@@ -1,10 +1,13 @@
 //! Bad input gets a Kubernetes `Status` with kube's code and reason, and writes nothing.
 
-use flotilla_conformance_tests::{Backend, TestApiserver};
+use std::time::Duration;
+
+use flotilla_conformance_tests::{Backend, TestApiserver, eventually};
 
 crate::on_both_backends!(
     bad_requests_get_kube_statuses_and_write_nothing,
-    unauthenticated_requests_get_401
+    unauthenticated_requests_get_401,
+    compacted_revisions_are_410_expired,
 );
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
@@ -312,3 +315,62 @@ async fn unauthenticated_requests_get_401(backend: Backend) {
         metrics.body
     );
 }
+
+async fn compacted_revisions_are_410_expired(backend: Backend) {
+    let server = TestApiserver::start_with(backend, Duration::from_millis(300))
+        .await
+        .unwrap();
+    for name in ["a", "b"] {
+        let body = format!(r#"{{"metadata":{{"name":"{name}"}}}}"#);
+        server
+            .curl(&[
+                CMS,
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body,
+            ])
+            .await
+            .unwrap();
+    }
+    let page = server.curl(&[&format!("{CMS}?limit=1")]).await.unwrap().json();
+    let old_rv = page["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    let token = page["metadata"]["continue"].as_str().unwrap().to_owned();
+    // Writes move the store on; the compactor then compacts past the old revision.
+    let watch_old = format!("{CMS}?watch=true&resourceVersion={old_rv}&timeoutSeconds=5");
+    let event = eventually("the old revision to be compacted", || {
+        let (server, watch_old) = (&server, &watch_old);
+        async move {
+            let tick = TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let body = format!(r#"{{"metadata":{{"name":"tick-{tick}"}}}}"#);
+            server
+                .curl(&[
+                    CMS,
+                    "-X",
+                    "POST",
+                    "-H",
+                    "Content-Type: application/json",
+                    "-d",
+                    &body,
+                ])
+                .await
+                .ok()?;
+            let response = server.curl(&[watch_old]).await.ok()?;
+            let first: serde_json::Value = serde_json::from_str(response.body.lines().next()?).ok()?;
+            (first["type"] == "ERROR").then_some(first)
+        }
+    })
+    .await;
+    assert_eq!(event["object"]["code"], 410, "{event}");
+    assert_eq!(event["object"]["reason"], "Expired");
+    let expired = server
+        .curl(&[&format!("{CMS}?limit=1&continue={token}")])
+        .await
+        .unwrap();
+    assert_status(&expired, 410, "Expired");
+}
+
+/// Names for the writes that move the store on.
+static TICKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

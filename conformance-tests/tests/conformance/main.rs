@@ -1,8 +1,10 @@
 //! Flotilla's end-to-end suite: real kubectl binaries (and curl for raw requests) against a federation
 //! apiserver on each storage backend, a real etcd included.
 
+mod apply;
 mod errors;
 mod kubectl;
+mod python;
 
 /// Instantiates each scenario `async fn name(Backend)` once per storage backend.
 #[macro_export]

@@ -1,0 +1,199 @@
+//! The schema definitions of the OpenAPI documents: generated from the k8s-openapi Rust types Flotilla serves
+//! (their `schemars` schemas carry kube's names, descriptions and structure), plus what those schemas lack: the
+//! list types, and the `x-kubernetes-*` extensions (group-version-kind, patch merge keys and strategies, list and
+//! map types) from `extensions.tsv`, the facts kube's 1.33 spec holds for these types.
+
+use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+/// One served kind and the names of its definitions.
+#[derive(Clone, Debug)]
+pub struct ServedKind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// Definition name of the object, such as `io.k8s.api.apps.v1.Deployment`.
+    pub definition: String,
+    /// Definition name of its list.
+    pub list_definition: String,
+}
+
+const EXTENSIONS: &str = include_str!("extensions.tsv");
+
+pub const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+pub const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
+pub const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
+pub const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
+pub const WATCH_EVENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent";
+pub const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
+
+fn served<T: JsonSchema + k8s_openapi::Resource>(generator: &mut SchemaGenerator) -> ServedKind {
+    generator.subschema_for::<T>();
+    let definition = T::schema_name().into_owned();
+    ServedKind {
+        group: T::GROUP,
+        version: T::VERSION,
+        kind: T::KIND,
+        list_definition: format!("{definition}List"),
+        definition,
+    }
+}
+
+/// Every served kind and all definitions they need, extensions applied.
+pub fn build() -> (Vec<ServedKind>, Map<String, Value>) {
+    let settings = schemars::generate::SchemaSettings::draft07().with(|settings| {
+        settings.meta_schema = None;
+        // Keep `$ref` siblings (descriptions) as kube's v2 document does; v3 wraps them in `allOf`.
+        settings.transforms.clear();
+    });
+    let mut generator = settings.into_generator();
+    let kinds = vec![
+        served::<core::v1::Namespace>(&mut generator),
+        served::<core::v1::ConfigMap>(&mut generator),
+        served::<core::v1::Secret>(&mut generator),
+        served::<core::v1::Service>(&mut generator),
+        served::<core::v1::Event>(&mut generator),
+        served::<apps::v1::Deployment>(&mut generator),
+        served::<apps::v1::ReplicaSet>(&mut generator),
+        served::<apps::v1::DaemonSet>(&mut generator),
+        served::<batch::v1::Job>(&mut generator),
+        served::<autoscaling::v2::HorizontalPodAutoscaler>(&mut generator),
+        served::<networking::v1::Ingress>(&mut generator),
+        served::<coordination::v1::Lease>(&mut generator),
+    ];
+    generator.subschema_for::<meta::Status>();
+    generator.subschema_for::<meta::DeleteOptions>();
+    generator.subschema_for::<meta::ListMeta>();
+    generator.subschema_for::<autoscaling::v1::Scale>();
+    let mut definitions = generator.take_definitions(false);
+    for kind in &kinds {
+        definitions.insert(kind.list_definition.clone(), list_schema(kind));
+    }
+    definitions.insert(
+        PATCH.to_owned(),
+        json!({"description": "Patch is provided to give a concrete name and type to the Kubernetes PATCH request body.", "type": "object"}),
+    );
+    definitions.insert(
+        WATCH_EVENT.to_owned(),
+        json!({
+            "description": "Event represents a single event to a watched resource.",
+            "type": "object",
+            "required": ["type", "object"],
+            "properties": {
+                "object": {"description": "Object is: * If Type is Added or Modified: the new state of the object. * If Type is Deleted: the state of the object immediately before deletion. * If Type is Error: *Status is recommended; other types may make sense depending on context.", "type": "object"},
+                "type": {"type": "string"}
+            }
+        }),
+    );
+    apply_extensions(&mut definitions);
+    (kinds, definitions)
+}
+
+fn list_schema(kind: &ServedKind) -> Value {
+    json!({
+        "description": format!("{}List is a list of {}.", kind.kind, kind.kind),
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "apiVersion": {"description": "APIVersion defines the versioned schema of this representation of an object.", "type": "string"},
+            "items": {"description": format!("Items is the list of {}.", kind.kind), "type": "array", "items": {"$ref": format!("#/definitions/{}", kind.definition)}},
+            "kind": {"description": "Kind is a string value representing the REST resource this object represents.", "type": "string"},
+            "metadata": {"description": "Standard list metadata.", "$ref": format!("#/definitions/{LIST_META}")}
+        }
+    })
+}
+
+fn apply_extensions(definitions: &mut Map<String, Value>) {
+    for line in EXTENSIONS.lines().skip(1) {
+        let mut columns = line.split('\t');
+        let (Some(definition), Some(field), Some(extension), Some(value)) =
+            (columns.next(), columns.next(), columns.next(), columns.next())
+        else {
+            continue;
+        };
+        let Some(schema) = definitions.get_mut(definition).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        let name = match extension {
+            "gvk" => "x-kubernetes-group-version-kind".to_owned(),
+            other => format!("x-kubernetes-{other}"),
+        };
+        if field.is_empty() {
+            schema.insert(name, value);
+        } else if let Some(property) = schema
+            .get_mut("properties")
+            .and_then(|p| p.get_mut(field))
+            .and_then(Value::as_object_mut)
+        {
+            property.insert(name, value);
+        }
+    }
+    // The list types and the shared meta types carry their kinds too.
+    let gvk =
+        |group: &str, version: &str, kind: &str| json!([{"group": group, "kind": kind, "version": version}]);
+    for (name, value) in [
+        (STATUS, gvk("", "v1", "Status")),
+        (SCALE, gvk("autoscaling", "v1", "Scale")),
+        (DELETE_OPTIONS, delete_options_kinds()),
+    ] {
+        if let Some(schema) = definitions.get_mut(name).and_then(Value::as_object_mut) {
+            schema.entry("x-kubernetes-group-version-kind").or_insert(value);
+        }
+    }
+}
+
+/// DeleteOptions is accepted in every served group-version.
+fn delete_options_kinds() -> Value {
+    let mut kinds: Vec<Value> = flotilla_api::resources::groups()
+        .into_iter()
+        .flat_map(|(group, versions)| {
+            versions
+                .into_iter()
+                .map(move |version| json!({"group": group, "kind": "DeleteOptions", "version": version}))
+        })
+        .collect();
+    kinds.dedup();
+    Value::Array(kinds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_carry_kube_names_and_extensions() {
+        let (kinds, definitions) = build();
+        assert_eq!(
+            kinds.len(),
+            flotilla_api::resources::RESOURCES.len(),
+            "one Rust type per served resource"
+        );
+        let deployment = &definitions["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(
+            deployment["x-kubernetes-group-version-kind"][0]["kind"],
+            "Deployment"
+        );
+        let pod_spec = &definitions["io.k8s.api.core.v1.PodSpec"];
+        assert_eq!(
+            pod_spec["properties"]["containers"]["x-kubernetes-patch-merge-key"],
+            "name"
+        );
+        assert_eq!(
+            pod_spec["properties"]["containers"]["x-kubernetes-patch-strategy"],
+            "merge"
+        );
+        assert!(definitions.contains_key("io.k8s.api.apps.v1.DeploymentList"));
+        assert!(definitions.contains_key(LIST_META));
+        let text = serde_json::to_string(&definitions).unwrap();
+        for reference in text.split("\"$ref\":\"").skip(1) {
+            let target = reference.split('"').next().unwrap();
+            let name = target
+                .strip_prefix("#/definitions/")
+                .unwrap_or_else(|| panic!("odd reference {target}"));
+            assert!(definitions.contains_key(name), "dangling reference to {name}");
+        }
+    }
+}
