@@ -4,6 +4,7 @@
 //! credentials, default namespaces, the lifecycle worker and the TLS listener.
 
 pub mod auth;
+pub mod cache;
 pub mod compaction;
 pub mod discovery;
 mod handlers;
@@ -52,6 +53,7 @@ pub struct ApiServer {
     pub tokens: Tokens,
     pub metrics: Metrics,
     pub lifecycle: Lifecycle,
+    pub caches: cache::Caches,
 }
 
 /// The HTTP application: authentication and metrics around health, version, discovery and resources.
@@ -150,6 +152,8 @@ pub struct Config {
     pub write_kubeconfig: Option<PathBuf>,
     /// How often storage history is compacted (kube's `--etcd-compaction-interval`); zero turns it off.
     pub compaction_interval: Duration,
+    /// Past events the watch cache keeps per resource (kube's `--default-watch-cache-size`).
+    pub watch_cache_size: usize,
 }
 
 /// A running server: where it listens and how to reach it.
@@ -225,12 +229,14 @@ pub async fn start(config: Config) -> Result<Running> {
     if !config.compaction_interval.is_zero() {
         tokio::spawn(compaction::run(store.clone(), config.compaction_interval));
     }
+    let caches = cache::Caches::start(store.clone(), &prefix, config.watch_cache_size);
     let server = Arc::new(ApiServer {
         store: store.clone(),
         prefix: prefix.clone(),
         tokens,
         metrics: Metrics::default(),
         lifecycle,
+        caches,
     });
     // The default namespaces, as soon as storage answers (etcd may come up after us).
     tokio::spawn(async move {

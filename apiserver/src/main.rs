@@ -44,6 +44,9 @@ struct Args {
     /// How often to compact storage history, as kube's --etcd-compaction-interval (e.g. 5m, 30s; 0 turns it off).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     etcd_compaction_interval: std::time::Duration,
+    /// Past events the watch cache keeps per resource, for watches resuming from an older resourceVersion.
+    #[arg(long, default_value_t = flotilla_apiserver::cache::DEFAULT_HISTORY)]
+    default_watch_cache_size: usize,
 }
 
 /// Go-style durations as kube's flags take them: `300ms`, `30s`, `5m`, `1h`, `0`.
@@ -93,6 +96,7 @@ async fn main() -> Result<()> {
         token_auth_file: args.token_auth_file,
         write_kubeconfig: args.write_kubeconfig,
         compaction_interval: args.etcd_compaction_interval,
+        watch_cache_size: args.default_watch_cache_size,
     };
     let running = flotilla_apiserver::start(config).await?;
     tracing::info!(address = %running.address, "serving");

@@ -41,11 +41,14 @@ pub struct TestApiserver {
 
 impl TestApiserver {
     pub async fn start(backend: Backend) -> Result<Self> {
-        Self::start_with(backend, flotilla_apiserver::compaction::DEFAULT_INTERVAL).await
+        Self::start_with(backend, |_| {}).await
     }
 
-    /// Starts with storage compacted every `compaction_interval`, to test what expires.
-    pub async fn start_with(backend: Backend, compaction_interval: Duration) -> Result<Self> {
+    /// Starts with settings changed by `configure` (to test what expires, say).
+    pub async fn start_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut flotilla_apiserver::Config),
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("flotilla-conformance-")
             .tempdir()?;
@@ -59,7 +62,7 @@ impl TestApiserver {
         };
         let data_dir = dir.path().join("data");
         let kubeconfig = dir.path().join("kubeconfig");
-        let config = flotilla_apiserver::Config {
+        let mut config = flotilla_apiserver::Config {
             storage,
             data_dir: data_dir.clone(),
             storage_prefix: "/registry".to_owned(),
@@ -70,8 +73,10 @@ impl TestApiserver {
             client_ca_file: None,
             token_auth_file: None,
             write_kubeconfig: Some(kubeconfig.clone()),
-            compaction_interval,
+            compaction_interval: flotilla_apiserver::compaction::DEFAULT_INTERVAL,
+            watch_cache_size: flotilla_apiserver::cache::DEFAULT_HISTORY,
         };
+        configure(&mut config);
         let running = flotilla_apiserver::start(config)
             .await
             .context("start the apiserver")?;

@@ -19,13 +19,28 @@ pub fn decode(ctx: &Ctx, kv: &flotilla_storage::KeyValue) -> Result<Value, ApiEr
 
 pub async fn get(ctx: &Ctx) -> Result<Value, ApiError> {
     let name = ctx.name.as_deref().expect("get has a name");
-    let kv = ctx
-        .server
-        .store
-        .get(&ctx.key(name))
-        .await
-        .map_err(|e| from_storage(e, &ctx.subject(name)))?;
-    let object = decode(ctx, &kv)?;
+    let object = if ctx.param("resourceVersion") == Some("0") {
+        // Any recent state will do: the watch cache.
+        let cache = ctx.server.caches.of(ctx.resource);
+        cache
+            .wait_for(0)
+            .await
+            .map_err(|_| ApiError::Unavailable("the watch cache is not ready".to_owned()))?;
+        let cached = cache
+            .get(&ctx.key(name))
+            .ok_or_else(|| ApiError::NotFound(ctx.subject(name)))?;
+        let mut object = cached.object.clone();
+        object::set_type(&mut object, ctx.resource, &ctx.version);
+        object
+    } else {
+        let kv = ctx
+            .server
+            .store
+            .get(&ctx.key(name))
+            .await
+            .map_err(|e| from_storage(e, &ctx.subject(name)))?;
+        decode(ctx, &kv)?
+    };
     match ctx.subresource {
         Some(Subresource::Scale) => Ok(super::write::scale_of(ctx, &object)),
         _ => Ok(object),
@@ -94,6 +109,40 @@ pub fn parse_resource_version(value: &str) -> Result<Revision, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {value:?}")))
 }
 
+/// LIST from the watch cache, for `resourceVersion=0` (any recent state) and `N` (not older than N): the whole
+/// collection at the cache's revision. `limit` is not applied there (kube-apiserver's cache may ignore it too,
+/// and clients that page use consistent reads, which go to storage).
+async fn list_from_cache(ctx: &Ctx, filter: &Filter, requested: i64) -> Result<Value, ApiError> {
+    let cache = ctx.server.caches.of(ctx.resource);
+    cache.wait_for(requested).await.map_err(|err| match err {
+        crate::cache::CacheError::TooLarge { requested, current } => {
+            ApiError::TooLargeResourceVersion { requested, current }
+        }
+        crate::cache::CacheError::Expired { requested, .. } => {
+            ApiError::Expired(format!("too old resource version: {requested}"))
+        }
+    })?;
+    let (cached, revision) = cache.list(&ctx.collection_prefix());
+    let items: Vec<Value> = cached
+        .iter()
+        .filter(|cached| filter.matches(&cached.object))
+        .map(|cached| {
+            let mut item = cached.object.clone();
+            if let Some(map) = item.as_object_mut() {
+                map.remove("apiVersion");
+                map.remove("kind");
+            }
+            item
+        })
+        .collect();
+    Ok(json!({
+        "kind": format!("{}List", ctx.resource.kind),
+        "apiVersion": ctx.resource.api_version(&ctx.version),
+        "metadata": {"resourceVersion": revision.to_string()},
+        "items": items,
+    }))
+}
+
 /// LIST: a consistent page at one revision, filtered by the selectors.
 ///
 /// `resourceVersion` semantics as kube-apiserver's: unset for the latest; `0` for any (here, the latest);
@@ -136,25 +185,16 @@ pub async fn list(ctx: &Ctx) -> Result<Value, ApiError> {
             "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\" or unset".to_owned(),
         ));
     }
+    if continue_token.is_none()
+        && !exact
+        && let Some(requested) = requested
+    {
+        return list_from_cache(ctx, &filter, requested.get()).await;
+    }
     let store = &ctx.server.store;
     let subject = ctx.subject("");
-    let mut revision = match (requested, exact) {
-        (Some(rv), true) => Some(rv),
-        (Some(rv), false) if rv > Revision::ZERO => {
-            let current = store
-                .current_revision()
-                .await
-                .map_err(|e| from_storage(e, &subject))?;
-            if rv > current {
-                return Err(ApiError::TooLargeResourceVersion {
-                    requested: rv.get(),
-                    current: current.get(),
-                });
-            }
-            None
-        }
-        _ => None,
-    };
+    // Storage serves consistent reads, continuations and exact revisions.
+    let mut revision = if exact { requested } else { None };
     let prefix = ctx.collection_prefix();
     let name_only = ctx
         .field_selector()?

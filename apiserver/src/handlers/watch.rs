@@ -1,25 +1,27 @@
-//! WATCH: a chunked stream of JSON watch events, one per line.
+//! WATCH: a chunked stream of JSON watch events, one per line, served from the watch cache.
 //!
 //! An unset or `0` `resourceVersion` first sends the current state as ADDED events (the Python client relies on
 //! it); `N` sends every change after N. An object that stops matching the selectors is DELETED for this watcher,
-//! one that starts matching is ADDED, as kube-apiserver does. Store progress notifications become BOOKMARKs when
-//! asked for; a revision the store no longer has ends the stream with an ERROR event carrying 410 Expired.
+//! one that starts matching is ADDED, as kube-apiserver does. Progress becomes BOOKMARKs when asked for; a
+//! revision older than the cache's history is one ERROR event carrying 410 Expired. A watcher that falls behind
+//! the cache's broadcast is closed, and re-watches from its last revision like any kube client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use flotilla_storage::{ListOptions, Revision, WatchEvent};
-use futures::StreamExt;
+use bytes::{Bytes, BytesMut};
+use flotilla_storage::Revision;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::Ctx;
-use super::read::{Filter, decode, parse_resource_version};
-use crate::status::{ApiError, from_storage};
+use super::read::{Filter, parse_resource_version};
+use crate::cache::{CacheError, CacheEvent, Cached, Subscription};
+use crate::status::ApiError;
 
 /// kube-apiserver closes watches after a random 30–60 minutes unless asked for less.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -39,7 +41,7 @@ pub async fn watch(ctx: Ctx) -> Result<Response, ApiError> {
         .param("resourceVersion")
         .map(parse_resource_version)
         .transpose()?;
-    let send_initial = match ctx.param("sendInitialEvents") {
+    let initial_events_end = match ctx.param("sendInitialEvents") {
         Some("true") => {
             if ctx.param("resourceVersionMatch") != Some("NotOlderThan") || !bookmarks {
                 return Err(ApiError::BadRequest(
@@ -49,22 +51,44 @@ pub async fn watch(ctx: Ctx) -> Result<Response, ApiError> {
             }
             true
         }
-        Some("false") | None => requested.is_none_or(|rv| rv == Revision::ZERO),
+        Some("false") | None => false,
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
                 "invalid sendInitialEvents {other:?}"
             )));
         }
     };
+    // Unset or 0 (or an explicit request for them): start with the current objects.
+    let from = match requested {
+        Some(rv) if rv > Revision::ZERO && !initial_events_end => Some(rv.get()),
+        _ => None,
+    };
+    let cache = ctx.server.caches.of(ctx.resource).clone();
+    let wait_until = match (from, requested) {
+        (Some(rv), _) => rv,
+        (None, Some(rv)) => rv.get(),
+        (None, None) => 0,
+    };
+    cache.wait_for(wait_until).await.map_err(|err| match err {
+        CacheError::TooLarge { requested, current } => {
+            ApiError::TooLargeResourceVersion { requested, current }
+        }
+        CacheError::Expired { requested, oldest } => {
+            ApiError::Expired(format!("too old resource version: {requested} ({oldest})"))
+        }
+    })?;
+    let prefix = ctx.collection_prefix();
+    let subscription = cache.subscribe(&prefix, from);
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(64);
+    let stream = WatchStream {
+        ctx,
+        filter,
+        prefix,
+        bookmarks,
+        sender,
+    };
     tokio::spawn(async move {
-        let stream = WatchStream {
-            ctx,
-            filter,
-            bookmarks,
-            sender,
-        };
-        let _ = tokio::time::timeout(timeout, stream.run(requested, send_initial)).await;
+        let _ = tokio::time::timeout(timeout, stream.run(subscription, initial_events_end)).await;
     });
     let body = Body::from_stream(ReceiverStream::new(receiver));
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -73,26 +97,46 @@ pub async fn watch(ctx: Ctx) -> Result<Response, ApiError> {
 struct WatchStream {
     ctx: Ctx,
     filter: Filter,
+    prefix: String,
     bookmarks: bool,
     sender: mpsc::Sender<Result<Bytes, std::convert::Infallible>>,
 }
 
-/// The client went away.
-struct Gone;
+/// The client went away, or the watch is over.
+struct Done;
 
 impl WatchStream {
-    async fn send(&self, kind: &str, object: Value) -> Result<(), Gone> {
+    async fn send_line(&self, line: Bytes) -> Result<(), Done> {
+        self.sender.send(Ok(line)).await.map_err(|_| Done)
+    }
+
+    /// `{"type":…,"object":…}` with the object's bytes as the cache serialised them.
+    async fn send_object(&self, kind: &str, cached: &Cached) -> Result<(), Done> {
+        let served_version = self.ctx.resource.versions[0];
+        let json = if self.ctx.version == served_version {
+            cached.json.clone()
+        } else {
+            let mut object = cached.object.clone();
+            crate::object::set_type(&mut object, self.ctx.resource, &self.ctx.version);
+            Bytes::from(serde_json::to_vec(&object).expect("JSON serialises"))
+        };
+        let mut line = BytesMut::with_capacity(json.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(&json);
+        line.extend_from_slice(b"}\n");
+        self.send_line(line.freeze()).await
+    }
+
+    async fn send_value(&self, kind: &str, object: Value) -> Result<(), Done> {
         let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON serialises");
         line.push(b'\n');
-        self.sender.send(Ok(Bytes::from(line))).await.map_err(|_| Gone)
+        self.send_line(Bytes::from(line)).await
     }
 
-    async fn send_error(&self, err: ApiError) {
-        let _ = self.send("ERROR", err.status()).await;
-    }
-
-    fn bookmark(&self, revision: Revision, initial_events_end: bool) -> Value {
-        let mut metadata = json!({"resourceVersion": revision.get().to_string()});
+    fn bookmark(&self, revision: i64, initial_events_end: bool) -> Value {
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
         if initial_events_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
@@ -103,109 +147,71 @@ impl WatchStream {
         })
     }
 
-    async fn run(self, requested: Option<Revision>, send_initial: bool) -> Result<(), Gone> {
-        let store = self.ctx.server.store.clone();
-        let subject = self.ctx.subject("");
-        let prefix = self.ctx.collection_prefix();
-        let mut from = requested.unwrap_or(Revision::ZERO);
-        if send_initial {
-            // The current state, all pages at one revision, as ADDED events.
-            let mut options = ListOptions {
-                limit: Some(500),
-                ..Default::default()
-            };
-            loop {
-                let page = match store.list(&prefix, &options).await {
-                    Ok(page) => page,
-                    Err(err) => {
-                        self.send_error(from_storage(err, &subject)).await;
-                        return Ok(());
-                    }
-                };
-                for kv in &page.items {
-                    match decode(&self.ctx, kv) {
-                        Ok(object) if self.filter.matches(&object) => self.send("ADDED", object).await?,
-                        Ok(_) => {}
-                        Err(err) => {
-                            self.send_error(err).await;
-                            return Ok(());
-                        }
-                    }
-                }
-                from = page.revision;
-                match page.continue_token {
-                    Some(token) => {
-                        options = ListOptions {
-                            limit: Some(500),
-                            continue_token: Some(token),
-                            revision: None,
-                        }
-                    }
-                    None => break,
-                }
+    async fn run(
+        self,
+        subscription: Result<Subscription, CacheError>,
+        initial_events_end: bool,
+    ) -> Result<(), Done> {
+        let Subscription {
+            initial,
+            revision,
+            mut live,
+        } = match subscription {
+            Ok(subscription) => subscription,
+            Err(CacheError::Expired { requested, oldest }) => {
+                let expired = ApiError::Expired(format!("too old resource version: {requested} ({oldest})"));
+                return self.send_value("ERROR", expired.status()).await;
             }
-            if self.bookmarks && self.ctx.param("sendInitialEvents") == Some("true") {
-                self.send("BOOKMARK", self.bookmark(from, true)).await?;
-            }
-        }
-        let mut events = match store.watch(&prefix, from).await {
-            Ok(events) => events,
-            Err(err) => {
-                self.send_error(from_storage(err, &subject)).await;
-                return Ok(());
+            Err(CacheError::TooLarge { requested, current }) => {
+                let err = ApiError::TooLargeResourceVersion { requested, current };
+                return self.send_value("ERROR", err.status()).await;
             }
         };
+        for event in &initial {
+            self.forward(event).await?;
+        }
+        if initial_events_end {
+            self.send_value("BOOKMARK", self.bookmark(revision, true)).await?;
+        }
         loop {
             let event = tokio::select! {
-                () = self.sender.closed() => return Err(Gone),
-                event = events.next() => event,
+                () = self.sender.closed() => return Err(Done),
+                event = live.recv() => event,
             };
             match event {
-                None => return Ok(()),
-                Some(Err(err)) => {
-                    self.send_error(from_storage(err, &subject)).await;
+                Ok(event) => self.forward(&event).await?,
+                // Too slow for the broadcast, or the cache is relisting: end; the client watches again.
+                Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => {
                     return Ok(());
                 }
-                Some(Ok(event)) => self.forward(event).await?,
             }
         }
     }
 
-    async fn forward(&self, event: WatchEvent) -> Result<(), Gone> {
-        let decoded = |kv: &flotilla_storage::KeyValue| decode(&self.ctx, kv);
-        let result = match event {
-            WatchEvent::Progress { revision } => {
+    async fn forward(&self, event: &Arc<CacheEvent>) -> Result<(), Done> {
+        match event.as_ref() {
+            CacheEvent::Progress(revision) => {
                 if self.bookmarks {
-                    self.send("BOOKMARK", self.bookmark(revision, false)).await?;
+                    self.send_value("BOOKMARK", self.bookmark(*revision, false))
+                        .await?;
                 }
-                return Ok(());
+                Ok(())
             }
-            WatchEvent::Put { kv, prev } => decoded(&kv).and_then(|new| {
-                let old = prev.as_ref().map(decoded).transpose()?;
-                Ok(
-                    match (
-                        old.map(|old| self.filter.matches(&old)),
-                        self.filter.matches(&new),
-                    ) {
-                        (None | Some(false), true) => Some(("ADDED", new)),
-                        (Some(true), true) => Some(("MODIFIED", new)),
-                        (Some(true), false) => Some(("DELETED", new)),
-                        (_, false) => None,
-                    },
-                )
-            }),
-            WatchEvent::Delete { revision, prev } => decoded(&prev).map(|mut old| {
-                crate::object::set_resource_version(&mut old, revision.get());
-                self.filter.matches(&old).then_some(("DELETED", old))
-            }),
-        };
-        match result {
-            Ok(Some((kind, object))) => self.send(kind, object).await,
-            Ok(None) => Ok(()),
-            Err(err) => {
-                self.send_error(err).await;
-                Err(Gone)
+            CacheEvent::Put { key, new, prev } if key.starts_with(&self.prefix) => {
+                let was = prev.as_ref().map(|prev| self.filter.matches(&prev.object));
+                match (was, self.filter.matches(&new.object)) {
+                    (None | Some(false), true) => self.send_object("ADDED", new).await,
+                    (Some(true), true) => self.send_object("MODIFIED", new).await,
+                    (Some(true), false) => self.send_object("DELETED", new).await,
+                    (_, false) => Ok(()),
+                }
             }
+            CacheEvent::Delete { key, prev }
+                if key.starts_with(&self.prefix) && self.filter.matches(&prev.object) =>
+            {
+                self.send_object("DELETED", prev).await
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -317,13 +317,17 @@ async fn unauthenticated_requests_get_401(backend: Backend) {
 }
 
 async fn compacted_revisions_are_410_expired(backend: Backend) {
-    let server = TestApiserver::start_with(backend, Duration::from_millis(300))
-        .await
-        .unwrap();
-    for name in ["a", "b"] {
-        let body = format!(r#"{{"metadata":{{"name":"{name}"}}}}"#);
-        server
-            .curl(&[
+    let server = TestApiserver::start_with(backend, |config| {
+        config.compaction_interval = Duration::from_millis(300);
+        config.watch_cache_size = 5;
+    })
+    .await
+    .unwrap();
+    let create = |name: String| {
+        let server = &server;
+        async move {
+            let body = format!(r#"{{"metadata":{{"name":"{name}"}}}}"#);
+            let args = [
                 CMS,
                 "-X",
                 "POST",
@@ -331,20 +335,38 @@ async fn compacted_revisions_are_410_expired(backend: Backend) {
                 "Content-Type: application/json",
                 "-d",
                 &body,
-            ])
-            .await
-            .unwrap();
-    }
+            ];
+            assert_eq!(server.curl(&args).await.unwrap().code, 201);
+        }
+    };
+    create("a".to_owned()).await;
+    create("b".to_owned()).await;
     let page = server.curl(&[&format!("{CMS}?limit=1")]).await.unwrap().json();
     let old_rv = page["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
     let token = page["metadata"]["continue"].as_str().unwrap().to_owned();
-    // Writes move the store on; the compactor then compacts past the old revision.
+
+    // Watches are served from the watch cache: past its history (5 events here) a revision is too old.
+    for tick in 0..6 {
+        create(format!("tick-{tick}")).await;
+    }
     let watch_old = format!("{CMS}?watch=true&resourceVersion={old_rv}&timeoutSeconds=5");
-    let event = eventually("the old revision to be compacted", || {
-        let (server, watch_old) = (&server, &watch_old);
+    let response = server.curl(&[&watch_old]).await.unwrap();
+    assert_eq!(
+        response.code, 200,
+        "the error comes as a watch event: {}",
+        response.body
+    );
+    let event: serde_json::Value = serde_json::from_str(response.body.lines().next().unwrap()).unwrap();
+    assert_eq!(event["type"], "ERROR", "{event}");
+    assert_eq!(event["object"]["code"], 410, "{event}");
+    assert_eq!(event["object"]["reason"], "Expired");
+
+    // Continue tokens read storage at their revision: once the compactor passes it, they are 410 too.
+    let expired = eventually("the old revision to be compacted", || {
+        let (server, token) = (&server, &token);
         async move {
             let tick = TICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let body = format!(r#"{{"metadata":{{"name":"tick-{tick}"}}}}"#);
+            let body = format!(r#"{{"metadata":{{"name":"later-{tick}"}}}}"#);
             server
                 .curl(&[
                     CMS,
@@ -357,18 +379,14 @@ async fn compacted_revisions_are_410_expired(backend: Backend) {
                 ])
                 .await
                 .ok()?;
-            let response = server.curl(&[watch_old]).await.ok()?;
-            let first: serde_json::Value = serde_json::from_str(response.body.lines().next()?).ok()?;
-            (first["type"] == "ERROR").then_some(first)
+            let response = server
+                .curl(&[&format!("{CMS}?limit=1&continue={token}")])
+                .await
+                .ok()?;
+            (response.code == 410).then_some(response)
         }
     })
     .await;
-    assert_eq!(event["object"]["code"], 410, "{event}");
-    assert_eq!(event["object"]["reason"], "Expired");
-    let expired = server
-        .curl(&[&format!("{CMS}?limit=1&continue={token}")])
-        .await
-        .unwrap();
     assert_status(&expired, 410, "Expired");
 }
 
