@@ -33,22 +33,30 @@ pub const DEFAULT_HISTORY: usize = 1000;
 /// How long a request waits for the cache to reach the revision it asked for (kube: 3 s).
 pub const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
 
-/// One object as the cache holds it: decoded, and serialised once with its type and revision.
+/// One object as the cache holds it: decoded, and serialised once as a watch event object (with its type) and
+/// once as a list item (without, as kube-apiserver's list items are).
 #[derive(Debug)]
 pub struct Cached {
     pub object: Value,
     pub json: Bytes,
+    pub item_json: Bytes,
     pub revision: i64,
 }
 
 impl Cached {
     fn new(resource: &Resource, mut object: Value, revision: i64) -> Arc<Self> {
-        object::set_type(&mut object, resource, resource.versions[0]);
+        if let Some(map) = object.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
         object::set_resource_version(&mut object, revision);
+        let item_json = Bytes::from(serde_json::to_vec(&object).expect("JSON serialises"));
+        object::set_type(&mut object, resource, resource.versions[0]);
         let json = Bytes::from(serde_json::to_vec(&object).expect("JSON serialises"));
         Arc::new(Cached {
             object,
             json,
+            item_json,
             revision,
         })
     }
@@ -147,9 +155,14 @@ impl ResourceCache {
 
     /// Waits until the cache is ready and has seen `revision`.
     pub async fn wait_for(&self, revision: i64) -> Result<(), CacheError> {
+        self.wait_for_within(revision, FRESHNESS_WAIT).await
+    }
+
+    /// [`ResourceCache::wait_for`], for at most `patience`.
+    pub async fn wait_for_within(&self, revision: i64, patience: Duration) -> Result<(), CacheError> {
         let mut seen = self.revision.subscribe();
         let fresh = |current: &i64| *current >= revision.max(1);
-        match tokio::time::timeout(FRESHNESS_WAIT, seen.wait_for(fresh)).await {
+        match tokio::time::timeout(patience, seen.wait_for(fresh)).await {
             Ok(Ok(_)) if self.read().ready => Ok(()),
             _ => Err(CacheError::TooLarge {
                 requested: revision,

@@ -317,7 +317,9 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
                 .map(|leaf| ClientCertificate::from_der(leaf.as_ref()))
                 .unwrap_or(ClientCertificate(None));
             let service = TowerToHyperService::new(router.layer(axum::Extension(certificate)));
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // kube-apiserver's --http2-max-streams-per-connection default: watch-heavy clients multiplex.
+            builder.http2().max_concurrent_streams(1000);
             if let Err(err) = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await

@@ -123,7 +123,7 @@ async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, 
     let is_watch = matches!(ctx.param("watch"), Some("true" | "1"));
     match (&parts.method, ctx.name.is_some()) {
         (&Method::GET, false) if is_watch => watch::watch(ctx).await,
-        (&Method::GET, false) => read::list(&ctx).await.map(json_response),
+        (&Method::GET, false) => read::list(&ctx).await,
         (&Method::GET, true) => read::get(&ctx).await.map(json_response),
         (&Method::POST, false) => write::create(&ctx, &body)
             .await

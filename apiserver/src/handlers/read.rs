@@ -1,5 +1,7 @@
 //! GET and LIST.
 
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use flotilla_api::resources::{Resource, Subresource};
 use flotilla_storage::{ListOptions, Revision};
 use serde_json::{Value, json};
@@ -109,10 +111,10 @@ pub fn parse_resource_version(value: &str) -> Result<Revision, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {value:?}")))
 }
 
-/// LIST from the watch cache, for `resourceVersion=0` (any recent state) and `N` (not older than N): the whole
-/// collection at the cache's revision. `limit` is not applied there (kube-apiserver's cache may ignore it too,
-/// and clients that page use consistent reads, which go to storage).
-async fn list_from_cache(ctx: &Ctx, filter: &Filter, requested: i64) -> Result<Value, ApiError> {
+/// LIST from the watch cache: the whole collection at the cache's revision, built from each object's
+/// pre-serialised item. `limit` is not applied here (kube-apiserver's cache may ignore it too, and clients that
+/// page get storage's consistent pages).
+async fn list_from_cache(ctx: &Ctx, filter: &Filter, requested: i64) -> Result<Response, ApiError> {
     let cache = ctx.server.caches.of(ctx.resource);
     cache.wait_for(requested).await.map_err(|err| match err {
         crate::cache::CacheError::TooLarge { requested, current } => {
@@ -122,25 +124,52 @@ async fn list_from_cache(ctx: &Ctx, filter: &Filter, requested: i64) -> Result<V
             ApiError::Expired(format!("too old resource version: {requested}"))
         }
     })?;
+    Ok(cached_list(ctx, filter, cache))
+}
+
+/// The list response of what `cache` holds under the request's collection, filtered.
+fn cached_list(ctx: &Ctx, filter: &Filter, cache: &crate::cache::ResourceCache) -> Response {
     let (cached, revision) = cache.list(&ctx.collection_prefix());
-    let items: Vec<Value> = cached
-        .iter()
-        .filter(|cached| filter.matches(&cached.object))
-        .map(|cached| {
-            let mut item = cached.object.clone();
-            if let Some(map) = item.as_object_mut() {
-                map.remove("apiVersion");
-                map.remove("kind");
-            }
-            item
-        })
-        .collect();
-    Ok(json!({
+    let head = json!({
         "kind": format!("{}List", ctx.resource.kind),
         "apiVersion": ctx.resource.api_version(&ctx.version),
         "metadata": {"resourceVersion": revision.to_string()},
-        "items": items,
-    }))
+    });
+    let head = serde_json::to_vec(&head).expect("JSON serialises");
+    let mut body =
+        Vec::with_capacity(head.len() + cached.iter().map(|c| c.item_json.len() + 1).sum::<usize>() + 16);
+    body.extend_from_slice(&head[..head.len() - 1]); // without the closing brace
+    body.extend_from_slice(b",\"items\":[");
+    let mut first = true;
+    for item in cached.iter().filter(|cached| filter.matches(&cached.object)) {
+        if !first {
+            body.push(b',');
+        }
+        first = false;
+        body.extend_from_slice(&item.item_json);
+    }
+    body.extend_from_slice(b"]}");
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A consistent LIST from the cache, as kube-apiserver's consistent reads from cache: once the cache has seen
+/// the store's current revision (it follows one watch of every write, so that takes moments). `None` when it
+/// does not get there quickly (for example, another federation sharing the etcd wrote last).
+async fn consistent_list_from_cache(ctx: &Ctx, filter: &Filter) -> Result<Option<Response>, ApiError> {
+    let current = ctx
+        .server
+        .store
+        .current_revision()
+        .await
+        .map_err(|e| from_storage(e, &ctx.subject("")))?;
+    let cache = ctx.server.caches.of(ctx.resource);
+    match cache
+        .wait_for_within(current.get(), std::time::Duration::from_millis(250))
+        .await
+    {
+        Ok(()) => Ok(Some(cached_list(ctx, filter, cache))),
+        Err(_) => Ok(None),
+    }
 }
 
 /// LIST: a consistent page at one revision, filtered by the selectors.
@@ -149,7 +178,7 @@ async fn list_from_cache(ctx: &Ctx, filter: &Filter, requested: i64) -> Result<V
 /// `N` with `resourceVersionMatch=NotOlderThan` (the default) for the latest once it has reached N (410/504
 /// otherwise), and with `Exact` for exactly N. With a selector, storage pages are read until the page is full
 /// or the collection ends, as kube does.
-pub async fn list(ctx: &Ctx) -> Result<Value, ApiError> {
+pub async fn list(ctx: &Ctx) -> Result<Response, ApiError> {
     let filter = Filter::new(ctx)?;
     let limit = match ctx.param("limit") {
         None => None,
@@ -185,11 +214,16 @@ pub async fn list(ctx: &Ctx) -> Result<Value, ApiError> {
             "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\" or unset".to_owned(),
         ));
     }
-    if continue_token.is_none()
-        && !exact
-        && let Some(requested) = requested
-    {
-        return list_from_cache(ctx, &filter, requested.get()).await;
+    if continue_token.is_none() && !exact {
+        match requested {
+            Some(requested) => return list_from_cache(ctx, &filter, requested.get()).await,
+            None if limit.is_none() => {
+                if let Some(response) = consistent_list_from_cache(ctx, &filter).await? {
+                    return Ok(response);
+                }
+            }
+            None => {}
+        }
     }
     let store = &ctx.server.store;
     let subject = ctx.subject("");
@@ -260,10 +294,10 @@ pub async fn list(ctx: &Ctx) -> Result<Value, ApiError> {
             metadata["remainingItemCount"] = json!(remaining);
         }
     }
-    Ok(json!({
+    Ok(super::json_response(json!({
         "kind": format!("{}List", ctx.resource.kind),
         "apiVersion": ctx.resource.api_version(&ctx.version),
         "metadata": metadata,
         "items": items,
-    }))
+    })))
 }

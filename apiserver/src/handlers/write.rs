@@ -105,24 +105,38 @@ fn set_namespace(ctx: &Ctx, object: &mut Value) -> Result<(), ApiError> {
     }
 }
 
-/// The namespace must exist and not be terminating.
+/// The namespace must exist and not be terminating. The watch cache answers (as kube's namespace lifecycle
+/// admission answers from an informer); storage only when the cache has not seen the namespace yet.
 async fn check_namespace(ctx: &Ctx) -> Result<(), ApiError> {
     let Some(namespace) = &ctx.namespace else {
         return Ok(());
     };
     let namespaces = flotilla_api::resources::lookup("", "v1", "namespaces").expect("namespaces are served");
     let key = flotilla_api::keys::object_key(&ctx.server.prefix, "", "namespaces", None, namespace);
-    let subject = Subject::new(namespaces, namespace);
-    let kv = ctx
-        .server
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| from_storage(e, &subject))?;
-    let object: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
-    if object.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+    let phase = match ctx.server.caches.of(namespaces).get(&key) {
+        Some(cached) => cached
+            .object
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        None => {
+            let subject = Subject::new(namespaces, namespace);
+            let kv = ctx
+                .server
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| from_storage(e, &subject))?;
+            let object: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+            object
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }
+    };
+    if phase.as_deref() == Some("Terminating") {
         return Err(ApiError::Forbidden {
-            subject: ctx.subject(meta_str(&object, "name").unwrap_or_default()),
+            subject: ctx.subject(namespace),
             message: format!(
                 "unable to create new content in namespace {namespace} because it is being terminated"
             ),
@@ -603,6 +617,11 @@ pub async fn delete_collection(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiErro
     let options = delete_options(ctx, body)?;
     let dry_run = dry_run_delete(ctx, body)?;
     let listed = super::read::list(ctx).await?;
+    let listed = axum::body::to_bytes(listed.into_body(), usize::MAX)
+        .await
+        .map_err(|e| ApiError::Internal(format!("read the list to delete: {e}")))?;
+    let listed: Value = serde_json::from_slice(&listed)
+        .map_err(|e| ApiError::Internal(format!("parse the list to delete: {e}")))?;
     let mut items = Vec::new();
     for item in listed["items"].as_array().cloned().unwrap_or_default() {
         let name = meta_str(&item, "name").unwrap_or_default().to_owned();
