@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flotilla_api::keys::{StoragePrefix, collection_prefix};
 use flotilla_api::resources::{RESOURCES, Resource};
-use flotilla_storage::{KeyValue, ListOptions, Store, WatchEvent};
+use flotilla_storage::{KeyValue, Store, WatchEvent};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
@@ -356,30 +356,11 @@ async fn list_and_watch(
     let revision = store.current_revision().await?;
     let mut listed = Vec::with_capacity(caches.len());
     for (prefix, cache) in caches {
-        let mut objects = BTreeMap::new();
-        let mut options = ListOptions {
-            limit: Some(1000),
-            revision: Some(revision),
-            ..Default::default()
-        };
-        loop {
-            let page = store.list(prefix, &options).await?;
-            for kv in &page.items {
-                if let Some(cached) = decode(cache.resource, kv) {
-                    objects.insert(kv.key.clone(), cached);
-                }
-            }
-            match page.continue_token {
-                Some(token) => {
-                    options = ListOptions {
-                        limit: Some(1000),
-                        continue_token: Some(token),
-                        revision: None,
-                    }
-                }
-                None => break,
-            }
-        }
+        let (items, _) = flotilla_storage::list_all(store, prefix, Some(revision)).await?;
+        let objects: BTreeMap<String, Arc<Cached>> = items
+            .iter()
+            .filter_map(|kv| decode(cache.resource, kv).map(|cached| (kv.key.clone(), cached)))
+            .collect();
         listed.push(objects);
     }
     let mut events = store.watch(root, revision).await?;

@@ -34,7 +34,7 @@ pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
     )
 }
 
-/// Writes a file only its owner can read (it holds a credential).
+/// Writes a file only its owner can read (a credential: a kubeconfig, a token, a private key).
 pub fn write(path: &Path, contents: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flotilla_api::keys::{StoragePrefix, collection_prefix, object_key};
 use flotilla_api::resources::{RESOURCES, Resource};
-use flotilla_storage::{Error, KeyValue, ListOptions, Store};
+use flotilla_storage::{Error, KeyValue, Store};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -120,25 +120,9 @@ impl Worker {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>, Error> {
-        let mut items = Vec::new();
-        let mut options = ListOptions {
-            limit: Some(1000),
-            ..Default::default()
-        };
-        loop {
-            let page = self.store.list(prefix, &options).await?;
-            items.extend(page.items);
-            match page.continue_token {
-                Some(token) => {
-                    options = ListOptions {
-                        limit: Some(1000),
-                        continue_token: Some(token),
-                        revision: None,
-                    }
-                }
-                None => return Ok(items),
-            }
-        }
+        Ok(flotilla_storage::list_all(self.store.as_ref(), prefix, None)
+            .await?
+            .0)
     }
 
     /// One step; `true` when the deletion is complete (or the object gone), `false` to come back later.

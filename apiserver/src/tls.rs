@@ -57,24 +57,11 @@ pub fn ensure_generated(pki_dir: &Path, hosts: &[String]) -> Result<ServingFiles
         .signed_by(&serving_key, &issuer)
         .context("sign the serving certificate")?;
 
-    write_private(&pki_dir.join("ca.key"), &ca_key.serialize_pem())?;
-    write_private(&files.key, &serving_key.serialize_pem())?;
+    crate::kubeconfig::write(&pki_dir.join("ca.key"), &ca_key.serialize_pem())?;
+    crate::kubeconfig::write(&files.key, &serving_key.serialize_pem())?;
     std::fs::write(&files.cert, serving.pem())?;
     std::fs::write(&files.ca_cert, ca_cert.pem())?;
     Ok(files)
-}
-
-fn write_private(path: &Path, contents: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("write {}", path.display()))?;
-    std::io::Write::write_all(&mut file, contents.as_bytes())?;
-    Ok(())
 }
 
 /// The rustls server configuration: h2 and http/1.1, optional client certificates signed by `client_ca`.

@@ -261,6 +261,38 @@ where
     }
 }
 
+/// Reads every key under `prefix` at one revision (the latest, or `revision`), page by page.
+pub async fn list_all<S>(
+    store: &S,
+    prefix: &str,
+    revision: Option<Revision>,
+) -> Result<(Vec<KeyValue>, Revision)>
+where
+    S: Store + ?Sized,
+{
+    const PAGE: usize = 1000;
+    let mut items = Vec::new();
+    let mut options = ListOptions {
+        limit: Some(PAGE),
+        revision,
+        continue_token: None,
+    };
+    loop {
+        let page = store.list(prefix, &options).await?;
+        items.extend(page.items);
+        match page.continue_token {
+            Some(token) => {
+                options = ListOptions {
+                    limit: Some(PAGE),
+                    continue_token: Some(token),
+                    revision: None,
+                }
+            }
+            None => return Ok((items, page.revision)),
+        }
+    }
+}
+
 /// The smallest key greater than every key that starts with `prefix` (etcd's range end for a prefix), or
 /// `None` when no such key exists (the prefix is all `0xff`).
 pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
