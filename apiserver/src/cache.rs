@@ -33,13 +33,40 @@ pub const DEFAULT_HISTORY: usize = 1000;
 /// How long a request waits for the cache to reach the revision it asked for (kube: 3 s).
 pub const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
 
-/// One object as the cache holds it: decoded, and serialised once as a watch event object (with its type) and
-/// once as a list item (without, as kube-apiserver's list items are).
+/// What selectors need of a cached object: its labels and its selectable fields.
+#[derive(Debug, Default)]
+pub struct Index {
+    pub labels: BTreeMap<String, String>,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Index {
+    fn of(object: &Value, resource: &Resource) -> Self {
+        let fields = object::selectable_fields(resource)
+            .iter()
+            .map(|field| (*field, object::field_value(object, field).unwrap_or_default()))
+            .collect();
+        Index {
+            labels: object::labels(object),
+            fields,
+        }
+    }
+
+    /// The value of a selectable field; `None` for a field the resource cannot select on.
+    pub fn field(&self, field: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// One object as the cache holds it: serialised once, as kube-apiserver's list items are (no type meta), plus
+/// the [`Index`] selectors read. Nothing else, so that 100,000 objects stay small.
 #[derive(Debug)]
 pub struct Cached {
-    pub object: Value,
-    pub json: Bytes,
     pub item_json: Bytes,
+    pub index: Index,
     pub revision: i64,
 }
 
@@ -51,14 +78,25 @@ impl Cached {
         }
         object::set_resource_version(&mut object, revision);
         let item_json = Bytes::from(serde_json::to_vec(&object).expect("JSON serialises"));
-        object::set_type(&mut object, resource, resource.versions[0]);
-        let json = Bytes::from(serde_json::to_vec(&object).expect("JSON serialises"));
         Arc::new(Cached {
-            object,
-            json,
+            index: Index::of(&object, resource),
             item_json,
             revision,
         })
+    }
+
+    /// Appends the object with `apiVersion` and `kind` to `out` (splicing them in front of the item's fields).
+    pub fn write_typed(&self, api_version: &str, kind: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"apiVersion\":\"");
+        out.extend_from_slice(api_version.as_bytes());
+        out.extend_from_slice(b"\",\"kind\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.push(b'"');
+        let fields = &self.item_json[1..]; // after the opening brace
+        if fields != b"}" {
+            out.push(b',');
+        }
+        out.extend_from_slice(fields);
     }
 }
 
@@ -318,8 +356,13 @@ impl Caches {
 }
 
 fn decode(resource: &Resource, kv: &KeyValue) -> Option<Arc<Cached>> {
+    decode_at(resource, kv, kv.mod_revision.get())
+}
+
+/// Decodes a stored object as of `revision` (a deletion reports the deleted object at the deletion's revision).
+fn decode_at(resource: &Resource, kv: &KeyValue, revision: i64) -> Option<Arc<Cached>> {
     match serde_json::from_slice::<Value>(&kv.value) {
-        Ok(object) => Some(Cached::new(resource, object, kv.mod_revision.get())),
+        Ok(object) => Some(Cached::new(resource, object, revision)),
         Err(err) => {
             tracing::error!(key = %kv.key, error = %err, "stored object is not JSON; left out of the cache");
             None
@@ -392,10 +435,11 @@ async fn list_and_watch(
             WatchEvent::Delete { revision, prev } => match owner(&prev.key) {
                 Some(cache) => {
                     // The deleted object is reported with the deletion's revision, as kube-apiserver does.
-                    let converted = decode(cache.resource, &prev).map(|old| CacheEvent::Delete {
-                        key: prev.key.clone(),
-                        prev: Cached::new(cache.resource, old.object.clone(), revision.get()),
-                    });
+                    let converted =
+                        decode_at(cache.resource, &prev, revision.get()).map(|old| CacheEvent::Delete {
+                            key: prev.key.clone(),
+                            prev: old,
+                        });
                     (Some(cache), converted)
                 }
                 None => (None, None),
@@ -470,6 +514,17 @@ mod tests {
                 current: 7
             })
         ));
-        assert_eq!(cache.get("/r/cm/ns/b").unwrap().object["kind"], "ConfigMap");
+        let b = cache.get("/r/cm/ns/b").unwrap();
+        assert_eq!(b.index.field("metadata.name"), Some("b"));
+        let mut typed = Vec::new();
+        b.write_typed("v1", "ConfigMap", &mut typed);
+        let typed: Value = serde_json::from_slice(&typed).unwrap();
+        assert_eq!(
+            (
+                typed["kind"].as_str(),
+                typed["metadata"]["resourceVersion"].as_str()
+            ),
+            (Some("ConfigMap"), Some("6"))
+        );
     }
 }

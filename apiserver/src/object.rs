@@ -71,6 +71,48 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The fields a field selector may name on `resource`, as kube-apiserver allows them.
+pub fn selectable_fields(resource: &Resource) -> &'static [&'static str] {
+    match (resource.group, resource.plural) {
+        ("", "events") => &[
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("", "namespaces") => &["metadata.name", "metadata.namespace", "status.phase"],
+        ("", "secrets") => &["metadata.name", "metadata.namespace", "type"],
+        _ => &["metadata.name", "metadata.namespace"],
+    }
+}
+
+/// The value of a selectable field of `object` (empty when unset, as kube compares it).
+pub fn field_value(object: &Value, field: &str) -> Option<String> {
+    Some(match field {
+        "metadata.name" => meta_str(object, "name").unwrap_or_default().to_owned(),
+        "metadata.namespace" => meta_str(object, "namespace").unwrap_or_default().to_owned(),
+        "source" => object
+            .pointer("/source/component")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        other => match object.pointer(&format!("/{}", other.replace('.', "/"))) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        },
+    })
+}
+
 pub fn set_resource_version(object: &mut Value, revision: i64) {
     metadata_mut(object).insert("resourceVersion".to_owned(), Value::String(revision.to_string()));
 }

@@ -31,7 +31,8 @@ pub async fn get(ctx: &Ctx) -> Result<Value, ApiError> {
         let cached = cache
             .get(&ctx.key(name))
             .ok_or_else(|| ApiError::NotFound(ctx.subject(name)))?;
-        let mut object = cached.object.clone();
+        let mut object: Value = serde_json::from_slice(&cached.item_json)
+            .map_err(|e| ApiError::Internal(format!("cached object is not JSON: {e}")))?;
         object::set_type(&mut object, ctx.resource, &ctx.version);
         object
     } else {
@@ -51,30 +52,7 @@ pub async fn get(ctx: &Ctx) -> Result<Value, ApiError> {
 
 /// Whether `field` can be used in a field selector on `resource`.
 pub fn field_value_supported(resource: &Resource, field: &str) -> bool {
-    matches!(field, "metadata.name" | "metadata.namespace")
-        || (resource.plural == "events"
-            && (field.starts_with("involvedObject.")
-                || matches!(field, "reason" | "type" | "source" | "reportingComponent")))
-        || (resource.plural == "namespaces" && field == "status.phase")
-        || (resource.plural == "secrets" && field == "type")
-}
-
-/// The value of a selectable field of `object`.
-pub fn field_value(object: &Value, field: &str) -> Option<String> {
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
-    Some(match field {
-        "metadata.name" => meta_str(object, "name").unwrap_or_default().to_owned(),
-        "metadata.namespace" => meta_str(object, "namespace").unwrap_or_default().to_owned(),
-        "source" => text(object.pointer("/source/component")),
-        other => {
-            let pointer = format!("/{}", other.replace('.', "/"));
-            match object.pointer(&pointer) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            }
-        }
-    })
+    object::selectable_fields(resource).contains(&field)
 }
 
 /// Whether `object` passes the request's label and field selectors.
@@ -93,7 +71,13 @@ impl Filter {
 
     pub fn matches(&self, object: &Value) -> bool {
         self.labels.matches(&object::labels(object))
-            && self.fields.matches(|field| field_value(object, field))
+            && self.fields.matches(|field| object::field_value(object, field))
+    }
+
+    /// The same, for an object the watch cache holds.
+    pub fn matches_index(&self, index: &crate::cache::Index) -> bool {
+        self.labels.matches(&index.labels)
+            && self.fields.matches(|field| index.field(field).map(str::to_owned))
     }
 
     pub fn is_everything(&self) -> bool {
@@ -141,7 +125,7 @@ fn cached_list(ctx: &Ctx, filter: &Filter, cache: &crate::cache::ResourceCache) 
     body.extend_from_slice(&head[..head.len() - 1]); // without the closing brace
     body.extend_from_slice(b",\"items\":[");
     let mut first = true;
-    for item in cached.iter().filter(|cached| filter.matches(&cached.object)) {
+    for item in cached.iter().filter(|cached| filter.matches_index(&cached.index)) {
         if !first {
             body.push(b',');
         }

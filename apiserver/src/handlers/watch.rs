@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use flotilla_storage::Revision;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
@@ -80,8 +80,10 @@ pub async fn watch(ctx: Ctx) -> Result<Response, ApiError> {
     let prefix = ctx.collection_prefix();
     let subscription = cache.subscribe(&prefix, from);
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::convert::Infallible>>(64);
+    let api_version = ctx.resource.api_version(&ctx.version);
     let stream = WatchStream {
         ctx,
+        api_version,
         filter,
         prefix,
         bookmarks,
@@ -96,6 +98,7 @@ pub async fn watch(ctx: Ctx) -> Result<Response, ApiError> {
 
 struct WatchStream {
     ctx: Ctx,
+    api_version: String,
     filter: Filter,
     prefix: String,
     bookmarks: bool,
@@ -112,21 +115,13 @@ impl WatchStream {
 
     /// `{"type":…,"object":…}` with the object's bytes as the cache serialised them.
     async fn send_object(&self, kind: &str, cached: &Cached) -> Result<(), Done> {
-        let served_version = self.ctx.resource.versions[0];
-        let json = if self.ctx.version == served_version {
-            cached.json.clone()
-        } else {
-            let mut object = cached.object.clone();
-            crate::object::set_type(&mut object, self.ctx.resource, &self.ctx.version);
-            Bytes::from(serde_json::to_vec(&object).expect("JSON serialises"))
-        };
-        let mut line = BytesMut::with_capacity(json.len() + 32);
+        let mut line = Vec::with_capacity(cached.item_json.len() + 96);
         line.extend_from_slice(b"{\"type\":\"");
         line.extend_from_slice(kind.as_bytes());
         line.extend_from_slice(b"\",\"object\":");
-        line.extend_from_slice(&json);
+        cached.write_typed(&self.api_version, self.ctx.resource.kind, &mut line);
         line.extend_from_slice(b"}\n");
-        self.send_line(line.freeze()).await
+        self.send_line(Bytes::from(line)).await
     }
 
     async fn send_value(&self, kind: &str, object: Value) -> Result<(), Done> {
@@ -198,8 +193,8 @@ impl WatchStream {
                 Ok(())
             }
             CacheEvent::Put { key, new, prev } if key.starts_with(&self.prefix) => {
-                let was = prev.as_ref().map(|prev| self.filter.matches(&prev.object));
-                match (was, self.filter.matches(&new.object)) {
+                let was = prev.as_ref().map(|prev| self.filter.matches_index(&prev.index));
+                match (was, self.filter.matches_index(&new.index)) {
                     (None | Some(false), true) => self.send_object("ADDED", new).await,
                     (Some(true), true) => self.send_object("MODIFIED", new).await,
                     (Some(true), false) => self.send_object("DELETED", new).await,
@@ -207,7 +202,7 @@ impl WatchStream {
                 }
             }
             CacheEvent::Delete { key, prev }
-                if key.starts_with(&self.prefix) && self.filter.matches(&prev.object) =>
+                if key.starts_with(&self.prefix) && self.filter.matches_index(&prev.index) =>
             {
                 self.send_object("DELETED", prev).await
             }

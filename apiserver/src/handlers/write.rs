@@ -114,11 +114,7 @@ async fn check_namespace(ctx: &Ctx) -> Result<(), ApiError> {
     let namespaces = flotilla_api::resources::lookup("", "v1", "namespaces").expect("namespaces are served");
     let key = flotilla_api::keys::object_key(&ctx.server.prefix, "", "namespaces", None, namespace);
     let phase = match ctx.server.caches.of(namespaces).get(&key) {
-        Some(cached) => cached
-            .object
-            .pointer("/status/phase")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        Some(cached) => cached.index.field("status.phase").map(str::to_owned),
         None => {
             let subject = Subject::new(namespaces, namespace);
             let kv = ctx
