@@ -148,7 +148,9 @@ impl Worker {
         if finalizers.iter().any(|f| f == "orphan") {
             for (dependent_key, _) in self.dependents(item, &uid).await? {
                 self.modify(&dependent_key, |dependent| {
-                    let refs = dependent["metadata"]["ownerReferences"].as_array_mut();
+                    let refs = dependent
+                        .pointer_mut("/metadata/ownerReferences")
+                        .and_then(Value::as_array_mut);
                     if let Some(refs) = refs {
                         refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()));
                     }
@@ -255,7 +257,10 @@ impl Worker {
 
     async fn remove_finalizer(&self, key: &str, finalizer: &str) -> Result<(), Error> {
         self.modify(key, |object| {
-            if let Some(list) = object["metadata"]["finalizers"].as_array_mut() {
+            if let Some(list) = object
+                .pointer_mut("/metadata/finalizers")
+                .and_then(Value::as_array_mut)
+            {
                 list.retain(|f| f.as_str() != Some(finalizer));
             }
         })

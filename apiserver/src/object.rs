@@ -272,6 +272,39 @@ pub fn normalize(object: &mut Value, resource: &Resource) {
     }
 }
 
+/// Whether `object` decodes as its Rust type, as kube-apiserver decodes every body into its Go type: a field of
+/// the wrong shape (`"spec": "x"`, `"replicas": "two"`) is a 400. (Unknown fields are not checked here.)
+pub fn check_decodes(object: &Value, resource: &Resource) -> Result<(), ApiError> {
+    use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking};
+    fn decode<T: serde::de::DeserializeOwned>(object: &Value) -> Result<(), String> {
+        T::deserialize(object).map(drop).map_err(|e| e.to_string())
+    }
+    let result = match (resource.group, resource.plural) {
+        ("", "namespaces") => decode::<core::v1::Namespace>(object),
+        ("", "configmaps") => decode::<core::v1::ConfigMap>(object),
+        ("", "secrets") => decode::<core::v1::Secret>(object),
+        ("", "services") => decode::<core::v1::Service>(object),
+        ("", "events") => decode::<core::v1::Event>(object),
+        ("apps", "deployments") => decode::<apps::v1::Deployment>(object),
+        ("apps", "replicasets") => decode::<apps::v1::ReplicaSet>(object),
+        ("apps", "daemonsets") => decode::<apps::v1::DaemonSet>(object),
+        ("batch", "jobs") => decode::<batch::v1::Job>(object),
+        ("autoscaling", "horizontalpodautoscalers") => {
+            decode::<autoscaling::v2::HorizontalPodAutoscaler>(object)
+        }
+        ("networking.k8s.io", "ingresses") => decode::<networking::v1::Ingress>(object),
+        ("coordination.k8s.io", "leases") => decode::<coordination::v1::Lease>(object),
+        _ => Ok(()),
+    };
+    result.map_err(|error| {
+        ApiError::BadRequest(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {error}",
+            kind = resource.kind,
+            version = resource.versions[0],
+        ))
+    })
+}
+
 /// Fields clients may not set: they come from the server (or from the old object on update).
 const SERVER_FIELDS: &[&str] = &[
     "uid",
@@ -301,6 +334,13 @@ pub fn prepare_create(object: &mut Value, behaviour: Behaviour, resource: &Resou
     }
     if resource.group.is_empty() && resource.plural == "namespaces" {
         object["status"] = json!({"phase": "Active"});
+        // kube defaults a namespace's spec.finalizers; a non-object spec is left for validation to refuse.
+        if let Some(Value::Object(spec)) = object
+            .as_object_mut()
+            .map(|o| o.entry("spec").or_insert_with(|| json!({})))
+        {
+            spec.entry("finalizers").or_insert_with(|| json!(["kubernetes"]));
+        }
         let name = meta_str(object, "name").unwrap_or_default().to_owned();
         let labels = metadata_mut(object).entry("labels").or_insert_with(|| json!({}));
         if let Some(labels) = labels.as_object_mut() {
@@ -388,6 +428,20 @@ mod tests {
         let mut secret = json!({"data": {"a": "YQ=="}, "stringData": {"b": "s3cret", "a": "override"}});
         normalize(&mut secret, secrets);
         assert_eq!(secret, json!({"data": {"a": "b3ZlcnJpZGU=", "b": "czNjcmV0"}}));
+    }
+
+    #[test]
+    fn bodies_must_decode_as_their_type() {
+        let deployments = lookup("apps", "v1", "deployments").unwrap();
+        let good = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": 2, "selector": {}, "template": {}}});
+        assert!(check_decodes(&good, deployments).is_ok());
+        let bad =
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": "x"});
+        let err = check_decodes(&bad, deployments).unwrap_err();
+        assert!(
+            matches!(err, ApiError::BadRequest(ref m) if m.starts_with("Deployment in version \"v1\" cannot be handled as a Deployment")),
+            "{err}"
+        );
     }
 
     #[test]

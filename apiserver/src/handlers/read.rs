@@ -45,7 +45,7 @@ pub async fn get(ctx: &Ctx) -> Result<Value, ApiError> {
         decode(ctx, &kv)?
     };
     match ctx.subresource {
-        Some(Subresource::Scale) => Ok(super::write::scale_of(ctx, &object)),
+        Some(Subresource::Scale) => Ok(super::write::scale_of(&object)),
         _ => Ok(object),
     }
 }

@@ -169,6 +169,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     check_namespace(ctx).await?;
     object::prepare_create(&mut object, ctx.behaviour, ctx.resource);
     object::set_type(&mut object, ctx.resource, &ctx.version);
+    object::check_decodes(&object, ctx.resource)?;
     if ctx.dry_run()? {
         return Ok(object);
     }
@@ -193,7 +194,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
 }
 
 /// The `autoscaling/v1` Scale of an object with `spec.replicas`.
-pub fn scale_of(ctx: &Ctx, object: &Value) -> Value {
+pub fn scale_of(object: &Value) -> Value {
     let selector = object
         .pointer("/spec/selector/matchLabels")
         .and_then(Value::as_object)
@@ -207,7 +208,6 @@ pub fn scale_of(ctx: &Ctx, object: &Value) -> Value {
         .unwrap_or_default();
     let meta = object::metadata(object).cloned().unwrap_or_default();
     let pick = |field: &str| meta.get(field).cloned().unwrap_or(Value::Null);
-    let _ = ctx;
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -249,13 +249,21 @@ async fn update_with(
             Some(Subresource::Scale) => {
                 let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
                 let mut new = current.clone();
-                new["spec"]["replicas"] = replicas;
+                let spec = new
+                    .as_object_mut()
+                    .map(|o| o.entry("spec").or_insert_with(|| json!({})));
+                match spec {
+                    Some(Value::Object(spec)) => {
+                        spec.insert("replicas".to_owned(), replicas);
+                    }
+                    _ => return Err(ApiError::BadRequest("the object has no spec to scale".to_owned())),
+                }
                 object::prepare_update(&mut new, &current, ctx.behaviour, None);
                 new
             }
             subresource => {
                 let mut new = wanted;
-                check_identity(ctx, &new, name)?;
+                check_identity(&new, name)?;
                 set_namespace(ctx, &mut new)?;
                 let wanted_rv = meta_str(&new, "resourceVersion")
                     .filter(|rv| !rv.is_empty())
@@ -278,6 +286,7 @@ async fn update_with(
         object::normalize(&mut new, ctx.resource);
         check_finalizers(ctx, &current, &new)?;
         object::set_type(&mut new, ctx.resource, &ctx.version);
+        object::check_decodes(&new, ctx.resource)?;
         let mut unchanged = current.clone();
         object::metadata_mut(&mut unchanged).remove("resourceVersion");
         if new == unchanged {
@@ -303,7 +312,7 @@ async fn update_with(
             Ok(revision) => {
                 object::set_resource_version(&mut new, revision.get());
                 return Ok(match ctx.subresource {
-                    Some(Subresource::Scale) => scale_of(ctx, &new),
+                    Some(Subresource::Scale) => scale_of(&new),
                     _ => new,
                 });
             }
@@ -318,15 +327,12 @@ async fn update_with(
 }
 
 /// The name in the body must be the URL's.
-fn check_identity(ctx: &Ctx, object: &Value, name: &str) -> Result<(), ApiError> {
+fn check_identity(object: &Value, name: &str) -> Result<(), ApiError> {
     match meta_str(object, "name") {
         Some(body_name) if body_name != name => Err(ApiError::BadRequest(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
         ))),
-        _ => {
-            let _ = ctx;
-            Ok(())
-        }
+        _ => Ok(()),
     }
 }
 
@@ -419,7 +425,7 @@ pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     };
     update_with(ctx, |current| {
         let mut target = match ctx.subresource {
-            Some(Subresource::Scale) => scale_of(ctx, current),
+            Some(Subresource::Scale) => scale_of(current),
             _ => current.clone(),
         };
         apply(&mut target)?;

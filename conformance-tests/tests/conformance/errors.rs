@@ -100,6 +100,23 @@ async fn bad_requests_get_kube_statuses_and_write_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_status(&too_large, 413, "RequestEntityTooLarge");
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    let wrong_shape = post(
+        &server,
+        deployments,
+        json,
+        r#"{"metadata":{"name":"d"},"spec":"x"}"#,
+    )
+    .await;
+    assert_status(&wrong_shape, 400, "BadRequest");
+    assert!(
+        wrong_shape.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be handled as a Deployment")
+    );
+    let listed = server.curl(&[deployments]).await.unwrap().json();
+    assert_eq!(listed["items"].as_array().map_or(0, Vec::len), 0);
     assert_eq!(
         count_configmaps(&server).await,
         0,
