@@ -3,6 +3,7 @@
 
 mod apply;
 mod errors;
+mod kube_rs;
 mod kubectl;
 mod python;
 
