@@ -263,10 +263,6 @@ impl ResourceCache {
         })
     }
 
-    pub fn resource(&self) -> &'static Resource {
-        self.resource
-    }
-
     /// Replaces the contents after a (re)list; closes every open watch (they must start again).
     fn reset(&self, objects: BTreeMap<String, Arc<Cached>>, revision: i64) {
         let mut state = self.write();

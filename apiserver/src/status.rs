@@ -56,8 +56,6 @@ pub enum ApiError {
     NoSuchResource,
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
-    #[error("only the following media types are accepted: application/json")]
-    NotAcceptable,
     #[error("{} \"{}\" already exists", .0.qualified(), .0.name)]
     AlreadyExists(Subject),
     /// The object moved under the request (stale resourceVersion, failed precondition).
@@ -92,7 +90,6 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoSuchResource => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ApiError::AlreadyExists(_) | ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Expired(_) => StatusCode::GONE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -111,7 +108,6 @@ impl ApiError {
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::NotFound(_) | ApiError::NoSuchResource => "NotFound",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
-            ApiError::NotAcceptable => "NotAcceptable",
             ApiError::AlreadyExists(_) => "AlreadyExists",
             ApiError::Conflict { .. } => "Conflict",
             ApiError::Expired(_) => "Expired",
