@@ -1,8 +1,9 @@
 //! Sans-IO Kubernetes API machinery shared by Flotilla's apiserver, controllers and CLI.
 //!
 //! Nothing here opens a socket or a file: it is vocabulary (the resource table, storage keys, request paths,
-//! selectors) and the pure functions over it, tested by assertion.
+//! selectors, the federation API's types) and the pure functions over it, tested by assertion.
 
+pub mod federation;
 pub mod keys;
 pub mod request;
 pub mod resources;

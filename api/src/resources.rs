@@ -17,6 +17,23 @@ impl Subresource {
     }
 }
 
+/// Which server an apiserver is: the federation endpoint, or a (simulated) member cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// The federation: every resource but those only a real cluster has (nodes), plus the federation group.
+    #[default]
+    Federation,
+    /// A member cluster: the Kubernetes resources, nodes included, without the federation group.
+    Member,
+}
+
+/// Which profiles serve a resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServedBy {
+    Both,
+    Only(Profile),
+}
+
 /// One served resource.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Resource {
@@ -32,6 +49,7 @@ pub struct Resource {
     pub namespaced: bool,
     pub categories: &'static [&'static str],
     pub subresources: &'static [Subresource],
+    pub served_by: ServedBy,
 }
 
 /// The verbs every served resource offers, as discovery lists them.
@@ -72,13 +90,21 @@ impl Resource {
     pub fn has_subresource(&self, subresource: Subresource) -> bool {
         self.subresources.contains(&subresource)
     }
+
+    pub fn served_in(&self, profile: Profile) -> bool {
+        match self.served_by {
+            ServedBy::Both => true,
+            ServedBy::Only(only) => only == profile,
+        }
+    }
 }
 
 use Subresource::{Scale, Status};
 
 macro_rules! resource {
     ($group:expr, [$($version:expr),+], $kind:expr, $plural:expr, $singular:expr, short [$($short:expr),*],
-     namespaced $namespaced:expr, categories [$($category:expr),*], subresources [$($sub:expr),*]) => {
+     namespaced $namespaced:expr, categories [$($category:expr),*], subresources [$($sub:expr),*]
+     $(, only $only:expr)?) => {
         Resource {
             group: $group,
             versions: &[$($version),+],
@@ -89,8 +115,11 @@ macro_rules! resource {
             namespaced: $namespaced,
             categories: &[$($category),*],
             subresources: &[$($sub),*],
+            served_by: resource!(@served $($only)?),
         }
     };
+    (@served) => { ServedBy::Both };
+    (@served $only:expr) => { ServedBy::Only($only) };
 }
 
 /// Every resource Flotilla serves, in discovery order.
@@ -105,6 +134,8 @@ pub static RESOURCES: &[Resource] = &[
         namespaced true, categories ["all"], subresources [Status]),
     resource!("", ["v1"], "Event", "events", "event", short ["ev"],
         namespaced true, categories [], subresources []),
+    resource!("", ["v1"], "Node", "nodes", "node", short ["no"],
+        namespaced false, categories [], subresources [Status], only Profile::Member),
     resource!("apps", ["v1"], "Deployment", "deployments", "deployment", short ["deploy"],
         namespaced true, categories ["all"], subresources [Status, Scale]),
     resource!("apps", ["v1"], "ReplicaSet", "replicasets", "replicaset", short ["rs"],
@@ -120,19 +151,24 @@ pub static RESOURCES: &[Resource] = &[
         namespaced true, categories [], subresources [Status]),
     resource!("coordination.k8s.io", ["v1"], "Lease", "leases", "lease", short [],
         namespaced true, categories [], subresources []),
+    resource!("federation", ["v1beta1"], "Cluster", "clusters", "cluster", short [],
+        namespaced false, categories [], subresources [Status], only Profile::Federation),
 ];
 
+/// The resources `profile` serves, in table order.
+pub fn served(profile: Profile) -> impl Iterator<Item = &'static Resource> {
+    RESOURCES.iter().filter(move |r| r.served_in(profile))
+}
+
 /// The resource `plural` of `group` served at `version`.
-pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.plural == plural && r.serves_version(version))
+pub fn lookup(profile: Profile, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    served(profile).find(|r| r.group == group && r.plural == plural && r.serves_version(version))
 }
 
 /// The groups served, in discovery order, each with its versions (preferred first).
-pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+pub fn groups(profile: Profile) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for resource in RESOURCES {
+    for resource in served(profile) {
         let entry = match groups.iter_mut().find(|(group, _)| *group == resource.group) {
             Some(entry) => entry,
             None => {
@@ -151,12 +187,11 @@ pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
 
 /// The resources of one group-version, in table order.
 pub fn in_group_version<'a>(
+    profile: Profile,
     group: &'a str,
     version: &'a str,
 ) -> impl Iterator<Item = &'static Resource> + 'a {
-    RESOURCES
-        .iter()
-        .filter(move |r| r.group == group && r.serves_version(version))
+    served(profile).filter(move |r| r.group == group && r.serves_version(version))
 }
 
 #[cfg(test)]
@@ -166,24 +201,45 @@ mod tests {
     #[test]
     fn lookups_find_served_versions_only() {
         assert_eq!(
-            lookup("apps", "v1", "deployments").map(|r| r.kind),
+            lookup(Profile::Federation, "apps", "v1", "deployments").map(|r| r.kind),
             Some("Deployment")
         );
         assert_eq!(
-            lookup("autoscaling", "v2", "horizontalpodautoscalers").map(|r| r.kind),
+            lookup(
+                Profile::Federation,
+                "autoscaling",
+                "v2",
+                "horizontalpodautoscalers"
+            )
+            .map(|r| r.kind),
             Some("HorizontalPodAutoscaler")
         );
         assert!(
-            lookup("autoscaling", "v1", "horizontalpodautoscalers").is_none(),
+            lookup(
+                Profile::Federation,
+                "autoscaling",
+                "v1",
+                "horizontalpodautoscalers"
+            )
+            .is_none(),
             "until v1 conversion exists"
         );
-        assert!(lookup("apps", "v1beta1", "deployments").is_none());
-        assert!(lookup("", "v1", "pods").is_none());
+        assert!(lookup(Profile::Federation, "apps", "v1beta1", "deployments").is_none());
+        assert!(lookup(Profile::Federation, "", "v1", "pods").is_none());
+    }
+
+    #[test]
+    fn profiles_split_nodes_and_clusters() {
+        assert!(lookup(Profile::Member, "", "v1", "nodes").is_some());
+        assert!(lookup(Profile::Federation, "", "v1", "nodes").is_none());
+        assert!(lookup(Profile::Federation, "federation", "v1beta1", "clusters").is_some());
+        assert!(lookup(Profile::Member, "federation", "v1beta1", "clusters").is_none());
+        assert!(!groups(Profile::Member).iter().any(|(g, _)| *g == "federation"));
     }
 
     #[test]
     fn groups_list_preferred_versions_first() {
-        let groups = groups();
+        let groups = groups(Profile::Federation);
         assert_eq!(groups[0], ("", vec!["v1"]));
         assert!(groups.contains(&("autoscaling", vec!["v2"])));
     }
@@ -204,11 +260,15 @@ mod tests {
     #[test]
     fn qualified_names_follow_kube() {
         assert_eq!(
-            lookup("", "v1", "configmaps").unwrap().qualified_name(),
+            lookup(Profile::Federation, "", "v1", "configmaps")
+                .unwrap()
+                .qualified_name(),
             "configmaps"
         );
         assert_eq!(
-            lookup("apps", "v1", "deployments").unwrap().qualified_name(),
+            lookup(Profile::Federation, "apps", "v1", "deployments")
+                .unwrap()
+                .qualified_name(),
             "deployments.apps"
         );
     }

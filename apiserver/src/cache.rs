@@ -468,7 +468,13 @@ mod tests {
 
     fn cached(name: &str, revision: i64) -> Arc<Cached> {
         Cached::new(
-            lookup("", "v1", "configmaps").unwrap(),
+            lookup(
+                flotilla_api::resources::Profile::Federation,
+                "",
+                "v1",
+                "configmaps",
+            )
+            .unwrap(),
             json!({"metadata": {"name": name}}),
             revision,
         )
@@ -476,7 +482,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn watches_resume_from_history_and_expire_past_it() {
-        let cache = ResourceCache::new(lookup("", "v1", "configmaps").unwrap(), 10);
+        let cache = ResourceCache::new(
+            lookup(
+                flotilla_api::resources::Profile::Federation,
+                "",
+                "v1",
+                "configmaps",
+            )
+            .unwrap(),
+            10,
+        );
         cache.reset(BTreeMap::from([("/r/cm/ns/a".to_owned(), cached("a", 5))]), 5);
         cache.apply(CacheEvent::Put {
             key: "/r/cm/ns/b".to_owned(),

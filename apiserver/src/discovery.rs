@@ -6,7 +6,7 @@
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flotilla_api::request::ApiPath;
-use flotilla_api::resources::{self, Resource, VERBS};
+use flotilla_api::resources::{self, Profile, Resource, VERBS};
 use serde_json::{Value, json};
 
 use crate::status::ApiError;
@@ -53,18 +53,18 @@ fn json(value: Value, content_type: &str) -> Response {
         .into_response()
 }
 
-pub fn serve(path: &ApiPath<'_>, headers: &HeaderMap) -> Result<Response, ApiError> {
+pub fn serve(profile: Profile, path: &ApiPath<'_>, headers: &HeaderMap) -> Result<Response, ApiError> {
     let format = format(headers);
     match (path, format) {
-        (ApiPath::LegacyRoot, Format::Aggregated(version)) => Ok(aggregated(version, true)),
-        (ApiPath::GroupsRoot, Format::Aggregated(version)) => Ok(aggregated(version, false)),
+        (ApiPath::LegacyRoot, Format::Aggregated(version)) => Ok(aggregated(profile, version, true)),
+        (ApiPath::GroupsRoot, Format::Aggregated(version)) => Ok(aggregated(profile, version, false)),
         (ApiPath::LegacyRoot, Format::Legacy) => Ok(json(
             json!({"kind": "APIVersions", "versions": ["v1"],
                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]}),
             "application/json",
         )),
         (ApiPath::GroupsRoot, Format::Legacy) => {
-            let groups: Vec<Value> = resources::groups()
+            let groups: Vec<Value> = resources::groups(profile)
                 .into_iter()
                 .filter(|(group, _)| !group.is_empty())
                 .map(|(g, v)| api_group(g, &v))
@@ -75,7 +75,7 @@ pub fn serve(path: &ApiPath<'_>, headers: &HeaderMap) -> Result<Response, ApiErr
             ))
         }
         (ApiPath::Group { group }, _) => {
-            let versions = resources::groups()
+            let versions = resources::groups(profile)
                 .into_iter()
                 .find(|(g, _)| g == group)
                 .map(|(_, v)| v);
@@ -90,7 +90,7 @@ pub fn serve(path: &ApiPath<'_>, headers: &HeaderMap) -> Result<Response, ApiErr
             }
         }
         (ApiPath::GroupVersion { group, version }, _) => {
-            let served: Vec<&Resource> = resources::in_group_version(group, version).collect();
+            let served: Vec<&Resource> = resources::in_group_version(profile, group, version).collect();
             if served.is_empty() {
                 return Err(ApiError::NoSuchResource);
             }
@@ -145,15 +145,15 @@ fn api_group(group: &str, versions: &[&str]) -> Value {
 }
 
 /// The aggregated document: the core group for `/api`, every named group for `/apis`.
-fn aggregated(discovery_version: &str, core: bool) -> Response {
-    let items: Vec<Value> = resources::groups()
+fn aggregated(profile: Profile, discovery_version: &str, core: bool) -> Response {
+    let items: Vec<Value> = resources::groups(profile)
         .into_iter()
         .filter(|(group, _)| group.is_empty() == core)
         .map(|(group, versions)| {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|version| {
-                    let resources: Vec<Value> = resources::in_group_version(group, version)
+                    let resources: Vec<Value> = resources::in_group_version(profile, group, version)
                         .map(|r| aggregated_resource(r, version))
                         .collect();
                     json!({"version": version, "resources": resources, "freshness": "Current"})

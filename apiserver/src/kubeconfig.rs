@@ -23,14 +23,15 @@ pub fn admin_token(data_dir: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// A kubeconfig with one cluster, user and context, all named `flotilla`.
-pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
+/// A kubeconfig with one cluster, user and context: the cluster and context named `name`, the user
+/// `<name>-admin`.
+pub fn render(name: &str, server: &str, ca_pem: &str, token: &str) -> String {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: flotilla\n  cluster:\n    server: {server}\n    \
-         certificate-authority-data: {ca}\nusers:\n- name: flotilla-admin\n  user:\n    token: {token}\n\
-         contexts:\n- name: flotilla\n  context:\n    cluster: flotilla\n    user: flotilla-admin\n\
-         current-context: flotilla\npreferences: {{}}\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    \
+         certificate-authority-data: {ca}\nusers:\n- name: {name}-admin\n  user:\n    token: {token}\n\
+         contexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}-admin\n\
+         current-context: {name}\npreferences: {{}}\n"
     )
 }
 

@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flotilla_api::keys::StoragePrefix;
 use flotilla_api::request::ApiPath;
+use flotilla_api::resources::Profile;
 use flotilla_storage::Store;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -48,6 +49,8 @@ pub const KUBE_MINOR: &str = "33";
 /// Everything request handlers share.
 #[derive(Debug)]
 pub struct ApiServer {
+    /// The federation endpoint, or a (simulated) member cluster.
+    pub profile: Profile,
     pub store: Arc<dyn Store>,
     pub prefix: StoragePrefix,
     pub tokens: Tokens,
@@ -122,7 +125,7 @@ async fn api_request(State(server): State<Arc<ApiServer>>, request: Request) -> 
     let path = request.uri().path().to_owned();
     match flotilla_api::request::parse(&path) {
         Some(ApiPath::Resource(_)) => handlers::resource_request(State(server), request).await,
-        Some(discovery_path) => match discovery::serve(&discovery_path, request.headers()) {
+        Some(discovery_path) => match discovery::serve(server.profile, &discovery_path, request.headers()) {
             Ok(response) => response,
             Err(err) => err.into_response(),
         },
@@ -140,6 +143,10 @@ pub enum StorageConfig {
 /// The whole server's settings (the binary's flags).
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The federation endpoint, or a member cluster (nodes, no federation group).
+    pub profile: Profile,
+    /// The name of the cluster, user and context in the kubeconfig it writes.
+    pub context_name: String,
     pub storage: StorageConfig,
     pub data_dir: PathBuf,
     pub storage_prefix: String,
@@ -154,6 +161,29 @@ pub struct Config {
     pub compaction_interval: Duration,
     /// Past events the watch cache keeps per resource (kube's `--default-watch-cache-size`).
     pub watch_cache_size: usize,
+}
+
+impl Config {
+    /// The defaults of the binary's flags, on `storage`, keeping state in `data_dir`, listening on a free
+    /// loopback port.
+    pub fn new(storage: StorageConfig, data_dir: PathBuf) -> Self {
+        Config {
+            profile: Profile::Federation,
+            context_name: "flotilla".to_owned(),
+            storage,
+            data_dir,
+            storage_prefix: "/registry".to_owned(),
+            bind_address: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            secure_port: 0,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            client_ca_file: None,
+            token_auth_file: None,
+            write_kubeconfig: None,
+            compaction_interval: compaction::DEFAULT_INTERVAL,
+            watch_cache_size: cache::DEFAULT_HISTORY,
+        }
+    }
 }
 
 /// A running server: where it listens and how to reach it.
@@ -224,13 +254,14 @@ pub async fn start(config: Config) -> Result<Running> {
         },
     );
 
-    openapi::warm_up();
+    openapi::warm_up(config.profile);
     let lifecycle = Lifecycle::start(store.clone(), prefix.clone());
     if !config.compaction_interval.is_zero() {
         tokio::spawn(compaction::run(store.clone(), config.compaction_interval));
     }
     let caches = cache::Caches::start(store.clone(), &prefix, config.watch_cache_size);
     let server = Arc::new(ApiServer {
+        profile: config.profile,
         store: store.clone(),
         prefix: prefix.clone(),
         tokens,
@@ -260,6 +291,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let ca_pem = std::fs::read_to_string(&serving.ca_cert)
         .with_context(|| format!("read {}", serving.ca_cert.display()))?;
     let kubeconfig = kubeconfig::render(
+        &config.context_name,
         &format!(
             "https://{}",
             SocketAddr::new(server_host.parse()?, address.port())

@@ -316,7 +316,13 @@ fn encode(object: &Value) -> Bytes {
 
 /// Creates the namespaces every cluster has (`default`, `kube-system`, `kube-public`) when missing.
 pub async fn ensure_default_namespaces(store: &dyn Store, prefix: &StoragePrefix) -> Result<(), Error> {
-    let namespaces = flotilla_api::resources::lookup("", "v1", "namespaces").expect("namespaces are served");
+    let namespaces = flotilla_api::resources::lookup(
+        flotilla_api::resources::Profile::Federation,
+        "",
+        "v1",
+        "namespaces",
+    )
+    .expect("namespaces are served");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let mut namespace = json!({"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}});
         object::prepare_create(&mut namespace, object::Behaviour::of(namespaces), namespaces);

@@ -79,6 +79,8 @@ async fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     let config = Config {
+        profile: flotilla_api::resources::Profile::Federation,
+        context_name: "flotilla".to_owned(),
         storage: if args.etcd_servers.is_empty() {
             StorageConfig::Embedded
         } else {

@@ -28,7 +28,10 @@ impl Behaviour {
                 ("apps", _) | ("batch", "jobs") | ("networking.k8s.io", "ingresses")
             ),
             status_subresource: resource.has_subresource(Subresource::Status),
-            label_names: matches!((resource.group, resource.plural), ("", "namespaces" | "services")),
+            label_names: matches!(
+                (resource.group, resource.plural),
+                ("", "namespaces" | "services") | ("federation", "clusters")
+            ),
         }
     }
 }
@@ -294,6 +297,8 @@ pub fn check_decodes(object: &Value, resource: &Resource) -> Result<(), ApiError
         }
         ("networking.k8s.io", "ingresses") => decode::<networking::v1::Ingress>(object),
         ("coordination.k8s.io", "leases") => decode::<coordination::v1::Lease>(object),
+        ("", "nodes") => decode::<core::v1::Node>(object),
+        ("federation", "clusters") => decode::<flotilla_api::federation::Cluster>(object),
         _ => Ok(()),
     };
     result.map_err(|error| {
@@ -303,6 +308,47 @@ pub fn check_decodes(object: &Value, resource: &Resource) -> Result<(), ApiError
             version = resource.versions[0],
         ))
     })
+}
+
+/// The rules of a type beyond its shape (422 with one cause per problem). Only the federation's own types have
+/// them so far; kube's validation of the built-in types comes with the fidelity work.
+pub fn validate_type(object: &Value, resource: &'static Resource) -> Result<(), ApiError> {
+    if resource.group != "federation" {
+        return Ok(());
+    }
+    let name = meta_str(object, "name").unwrap_or_default();
+    let cluster: flotilla_api::federation::Cluster =
+        serde_json::from_value(object.clone()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let mut causes: Vec<Cause> = flotilla_api::federation::validate_cluster(&cluster)
+        .into_iter()
+        .map(|(field, message)| Cause {
+            kind: if message.starts_with("Required") {
+                "FieldValueRequired"
+            } else {
+                "FieldValueInvalid"
+            },
+            field,
+            message,
+        })
+        .collect();
+    // Cluster names are DNS-1035 labels: a DNS-1123 label that starts with a letter.
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        causes.push(Cause {
+            kind: "FieldValueInvalid",
+            field: "metadata.name".to_owned(),
+            message: format!(
+                "Invalid value: \"{name}\": a DNS-1035 label must start with an alphabetic character"
+            ),
+        });
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid {
+            subject: Subject::new(resource, name),
+            causes,
+        })
+    }
 }
 
 /// Fields clients may not set: they come from the server (or from the old object on update).
@@ -424,7 +470,7 @@ mod tests {
 
     #[test]
     fn secret_string_data_becomes_base64_data() {
-        let secrets = lookup("", "v1", "secrets").unwrap();
+        let secrets = lookup(flotilla_api::resources::Profile::Federation, "", "v1", "secrets").unwrap();
         let mut secret = json!({"data": {"a": "YQ=="}, "stringData": {"b": "s3cret", "a": "override"}});
         normalize(&mut secret, secrets);
         assert_eq!(secret, json!({"data": {"a": "b3ZlcnJpZGU=", "b": "czNjcmV0"}}));
@@ -432,7 +478,13 @@ mod tests {
 
     #[test]
     fn bodies_must_decode_as_their_type() {
-        let deployments = lookup("apps", "v1", "deployments").unwrap();
+        let deployments = lookup(
+            flotilla_api::resources::Profile::Federation,
+            "apps",
+            "v1",
+            "deployments",
+        )
+        .unwrap();
         let good = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": 2, "selector": {}, "template": {}}});
         assert!(check_decodes(&good, deployments).is_ok());
         let bad =
@@ -463,7 +515,13 @@ mod tests {
 
     #[test]
     fn updates_keep_identity_and_bump_generation_on_spec_change() {
-        let deployments = lookup("apps", "v1", "deployments").unwrap();
+        let deployments = lookup(
+            flotilla_api::resources::Profile::Federation,
+            "apps",
+            "v1",
+            "deployments",
+        )
+        .unwrap();
         let behaviour = Behaviour::of(deployments);
         let mut old =
             json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
@@ -492,7 +550,13 @@ mod tests {
 
     #[test]
     fn status_updates_touch_only_status() {
-        let deployments = lookup("apps", "v1", "deployments").unwrap();
+        let deployments = lookup(
+            flotilla_api::resources::Profile::Federation,
+            "apps",
+            "v1",
+            "deployments",
+        )
+        .unwrap();
         let old = json!({"metadata": {"name": "web", "generation": 3}, "spec": {"replicas": 1}});
         let mut new =
             json!({"metadata": {"name": "web"}, "spec": {"replicas": 9}, "status": {"readyReplicas": 1}});

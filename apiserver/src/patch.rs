@@ -45,6 +45,13 @@ fn list_strategy(resource: &Resource, path: &[String]) -> ListStrategy {
     if resource.group.is_empty() && resource.plural == "services" && parent == ["spec"] && field == "ports" {
         return ListStrategy::Merge("port");
     }
+    if resource.group.is_empty() && resource.plural == "nodes" && parent == ["status"] && field == "addresses"
+    {
+        return ListStrategy::Merge("type");
+    }
+    if resource.group == "federation" && parent == ["spec"] && field == "serverAddressByClientCIDRs" {
+        return ListStrategy::Merge("clientCIDR");
+    }
     if is_pod_spec(parent) {
         return match field {
             "containers"
@@ -277,7 +284,7 @@ mod tests {
 
     #[track_caller]
     fn check(plural: &str, group: &str, target: Value, patch: Value, expect: Value) {
-        let resource = lookup(group, "v1", plural).unwrap();
+        let resource = lookup(flotilla_api::resources::Profile::Federation, group, "v1", plural).unwrap();
         let mut target = target;
         strategic_merge(&mut target, &patch, resource, false).unwrap();
         assert_eq!(target, expect);
@@ -375,7 +382,13 @@ mod tests {
 
     #[test]
     fn malformed_merge_lists_are_errors() {
-        let resource = lookup("apps", "v1", "deployments").unwrap();
+        let resource = lookup(
+            flotilla_api::resources::Profile::Federation,
+            "apps",
+            "v1",
+            "deployments",
+        )
+        .unwrap();
         let mut target = deployment(json!([]));
         let patch = deployment(json!([{"image": "no-name"}]));
         assert!(strategic_merge(&mut target, &patch, resource, false).is_err());

@@ -69,7 +69,7 @@ pub enum ApiError {
     #[error("the body of the request was in an unknown format - accepted media types include: {accepted}")]
     UnsupportedMediaType { accepted: &'static str },
     /// Validation failed; one cause per problem.
-    #[error("{} \"{}\" is invalid: {}", subject.resource.kind, subject.name, causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect::<Vec<_>>().join(", "))]
+    #[error("{} \"{}\" is invalid: {}", qualified_kind(subject.resource), subject.name, causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect::<Vec<_>>().join(", "))]
     Invalid { subject: Subject, causes: Vec<Cause> },
     /// A resourceVersion newer than the store's, after waiting for it.
     #[error("Too large resource version: {requested}, current: {current}")]
@@ -131,7 +131,9 @@ impl ApiError {
                     .iter()
                     .map(|c| json!({"reason": c.kind, "message": c.message, "field": c.field}))
                     .collect();
+                // kube names the kind here, not the resource: `The Deployment "x" is invalid`.
                 let mut details = subject_details(subject);
+                details["kind"] = Value::String(subject.resource.kind.to_owned());
                 details["causes"] = Value::Array(causes);
                 return Some(details);
             }
@@ -156,6 +158,15 @@ impl ApiError {
             status["details"] = details;
         }
         status
+    }
+}
+
+/// `Deployment.apps`, `ConfigMap`: how kube names a kind in validation messages.
+fn qualified_kind(resource: &Resource) -> String {
+    if resource.group.is_empty() {
+        resource.kind.to_owned()
+    } else {
+        format!("{}.{}", resource.kind, resource.group)
     }
 }
 
@@ -221,7 +232,13 @@ mod tests {
     #[test]
     fn not_found_status_matches_kube() {
         let subject = Subject::new(
-            flotilla_api::resources::lookup("apps", "v1", "deployments").unwrap(),
+            flotilla_api::resources::lookup(
+                flotilla_api::resources::Profile::Federation,
+                "apps",
+                "v1",
+                "deployments",
+            )
+            .unwrap(),
             "web",
         );
         assert_eq!(
@@ -237,7 +254,13 @@ mod tests {
     #[test]
     fn invalid_lists_each_cause() {
         let subject = Subject::new(
-            flotilla_api::resources::lookup("", "v1", "configmaps").unwrap(),
+            flotilla_api::resources::lookup(
+                flotilla_api::resources::Profile::Federation,
+                "",
+                "v1",
+                "configmaps",
+            )
+            .unwrap(),
             "x_y",
         );
         let err = ApiError::Invalid {

@@ -63,18 +63,8 @@ impl TestApiserver {
         let data_dir = dir.path().join("data");
         let kubeconfig = dir.path().join("kubeconfig");
         let mut config = flotilla_apiserver::Config {
-            storage,
-            data_dir: data_dir.clone(),
-            storage_prefix: "/registry".to_owned(),
-            bind_address: "127.0.0.1".parse()?,
-            secure_port: 0,
-            tls_cert_file: None,
-            tls_private_key_file: None,
-            client_ca_file: None,
-            token_auth_file: None,
             write_kubeconfig: Some(kubeconfig.clone()),
-            compaction_interval: flotilla_apiserver::compaction::DEFAULT_INTERVAL,
-            watch_cache_size: flotilla_apiserver::cache::DEFAULT_HISTORY,
+            ..flotilla_apiserver::Config::new(storage, data_dir.clone())
         };
         configure(&mut config);
         let running = flotilla_apiserver::start(config)

@@ -144,8 +144,8 @@ fn context(
     query: HashMap<String, String>,
     headers: HeaderMap,
 ) -> Result<Ctx, ApiError> {
-    let resource =
-        resources::lookup(target.group, target.version, target.resource).ok_or(ApiError::NoSuchResource)?;
+    let resource = resources::lookup(server.profile, target.group, target.version, target.resource)
+        .ok_or(ApiError::NoSuchResource)?;
     let is_namespaces = resource.group.is_empty() && resource.plural == "namespaces";
     let namespace = match (resource.namespaced, target.namespace) {
         (true, namespace) => namespace.map(str::to_owned),

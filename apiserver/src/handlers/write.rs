@@ -111,7 +111,13 @@ async fn check_namespace(ctx: &Ctx) -> Result<(), ApiError> {
     let Some(namespace) = &ctx.namespace else {
         return Ok(());
     };
-    let namespaces = flotilla_api::resources::lookup("", "v1", "namespaces").expect("namespaces are served");
+    let namespaces = flotilla_api::resources::lookup(
+        flotilla_api::resources::Profile::Federation,
+        "",
+        "v1",
+        "namespaces",
+    )
+    .expect("namespaces are served");
     let key = flotilla_api::keys::object_key(&ctx.server.prefix, "", "namespaces", None, namespace);
     let phase = match ctx.server.caches.of(namespaces).get(&key) {
         Some(cached) => cached.index.field("status.phase").map(str::to_owned),
@@ -170,6 +176,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     object::prepare_create(&mut object, ctx.behaviour, ctx.resource);
     object::set_type(&mut object, ctx.resource, &ctx.version);
     object::check_decodes(&object, ctx.resource)?;
+    object::validate_type(&object, ctx.resource)?;
     if ctx.dry_run()? {
         return Ok(object);
     }
@@ -287,6 +294,7 @@ async fn update_with(
         check_finalizers(ctx, &current, &new)?;
         object::set_type(&mut new, ctx.resource, &ctx.version);
         object::check_decodes(&new, ctx.resource)?;
+        object::validate_type(&new, ctx.resource)?;
         let mut unchanged = current.clone();
         object::metadata_mut(&mut unchanged).remove("resourceVersion");
         if new == unchanged {

@@ -3,6 +3,7 @@
 //! list types, and the `x-kubernetes-*` extensions (group-version-kind, patch merge keys and strategies, list and
 //! map types) from `extensions.tsv`, the facts kube's 1.33 spec holds for these types.
 
+use flotilla_api::resources::Profile;
 use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::{JsonSchema, SchemaGenerator};
@@ -62,6 +63,8 @@ pub fn build() -> (Vec<ServedKind>, Map<String, Value>) {
         served::<autoscaling::v2::HorizontalPodAutoscaler>(&mut generator),
         served::<networking::v1::Ingress>(&mut generator),
         served::<coordination::v1::Lease>(&mut generator),
+        served::<core::v1::Node>(&mut generator),
+        served::<flotilla_api::federation::Cluster>(&mut generator),
     ];
     generator.subschema_for::<meta::Status>();
     generator.subschema_for::<meta::DeleteOptions>();
@@ -147,7 +150,7 @@ fn apply_extensions(definitions: &mut Map<String, Value>) {
 
 /// DeleteOptions is accepted in every served group-version.
 fn delete_options_kinds() -> Value {
-    let mut kinds: Vec<Value> = flotilla_api::resources::groups()
+    let mut kinds: Vec<Value> = flotilla_api::resources::groups(Profile::Federation)
         .into_iter()
         .flat_map(|(group, versions)| {
             versions

@@ -11,15 +11,17 @@ mod paths;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use crate::ApiServer;
 use crate::status::ApiError;
+use flotilla_api::resources::Profile;
 
 const PROTOBUF_V2: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 const PROTOBUF_V2_RESPONSE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
@@ -51,14 +53,27 @@ struct Documents {
     v3: BTreeMap<String, Served>,
 }
 
-fn documents() -> &'static Documents {
-    static DOCUMENTS: OnceLock<Documents> = OnceLock::new();
-    DOCUMENTS.get_or_init(build)
+/// The documents of `profile`, built once per process.
+fn documents(profile: Profile) -> &'static Documents {
+    static FEDERATION: OnceLock<Documents> = OnceLock::new();
+    static MEMBER: OnceLock<Documents> = OnceLock::new();
+    let cell = match profile {
+        Profile::Federation => &FEDERATION,
+        Profile::Member => &MEMBER,
+    };
+    cell.get_or_init(|| build(profile))
 }
 
 /// Builds the documents ahead of the first request (it takes a moment), off the request path.
-pub fn warm_up() {
-    tokio::task::spawn_blocking(documents);
+pub fn warm_up(profile: Profile) {
+    tokio::task::spawn_blocking(move || documents(profile));
+}
+
+async fn documents_of(server: &ApiServer) -> &'static Documents {
+    let profile = server.profile;
+    tokio::task::spawn_blocking(move || documents(profile))
+        .await
+        .expect("building the documents does not panic")
 }
 
 fn info() -> Value {
@@ -66,10 +81,10 @@ fn info() -> Value {
 }
 
 /// The v2 document as JSON.
-fn v2_document() -> Value {
+fn v2_document(profile: Profile) -> Value {
     let (kinds, definitions) = definitions::build();
     let mut paths = Map::new();
-    for resource in flotilla_api::resources::RESOURCES {
+    for resource in flotilla_api::resources::served(profile) {
         for version in resource.versions {
             let kind = kinds
                 .iter()
@@ -88,11 +103,11 @@ fn v2_document() -> Value {
     })
 }
 
-fn build() -> Documents {
-    let v2 = v2_document();
+fn build(profile: Profile) -> Documents {
+    let v2 = v2_document(profile);
     let v2_proto = gnostic::encode(&v2);
     let mut v3 = BTreeMap::new();
-    for (group, versions) in flotilla_api::resources::groups() {
+    for (group, versions) in flotilla_api::resources::groups(profile) {
         for version in versions {
             let key = if group.is_empty() {
                 format!("api/{version}")
@@ -279,14 +294,12 @@ fn respond(headers: &HeaderMap, served: &Served, content_type: &str, immutable: 
     response
 }
 
-pub async fn serve_v2(headers: HeaderMap) -> Response {
+pub async fn serve_v2(State(server): State<Arc<ApiServer>>, headers: HeaderMap) -> Response {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let documents = tokio::task::spawn_blocking(documents)
-        .await
-        .expect("building the documents does not panic");
+    let documents = documents_of(&server).await;
     if accept.contains(PROTOBUF_V2) {
         respond(&headers, &documents.v2_proto, PROTOBUF_V2_RESPONSE, false)
     } else {
@@ -294,21 +307,18 @@ pub async fn serve_v2(headers: HeaderMap) -> Response {
     }
 }
 
-pub async fn serve_v3_index(headers: HeaderMap) -> Response {
-    let documents = tokio::task::spawn_blocking(documents)
-        .await
-        .expect("building the documents does not panic");
+pub async fn serve_v3_index(State(server): State<Arc<ApiServer>>, headers: HeaderMap) -> Response {
+    let documents = documents_of(&server).await;
     respond(&headers, &documents.v3_index, "application/json", false)
 }
 
 pub async fn serve_v3(
+    State(server): State<Arc<ApiServer>>,
     Path(group_version): Path<String>,
     Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let documents = tokio::task::spawn_blocking(documents)
-        .await
-        .expect("building the documents does not panic");
+    let documents = documents_of(&server).await;
     match documents.v3.get(group_version.trim_end_matches('/')) {
         Some(served) => {
             let immutable = query.get("hash").is_some_and(|hash| *hash == served.etag);
@@ -324,7 +334,7 @@ mod tests {
 
     #[test]
     fn v3_patch_operations_advertise_strategic_merge_and_field_validation() {
-        let documents = documents();
+        let documents = documents(Profile::Federation);
         let apps: Value = serde_json::from_slice(&documents.v3["apis/apps/v1"].body).unwrap();
         let patch = &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
@@ -351,7 +361,7 @@ mod tests {
     #[test]
     fn v2_protobuf_decodes_back() {
         use prost::Message;
-        let documents = documents();
+        let documents = documents(Profile::Federation);
         let decoded = gnostic::Document::decode(documents.v2_proto.body.clone()).unwrap();
         assert_eq!(decoded.swagger, "2.0");
         let definitions = decoded.definitions.unwrap().additional_properties;
