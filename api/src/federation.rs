@@ -25,6 +25,26 @@ pub const CLUSTER_SELECTOR_ANNOTATION: &str = "federation.alpha.kubernetes.io/cl
 /// Every federated object carries it while its member copies exist; removed once they are deleted.
 pub const DELETE_FROM_MEMBERS_FINALIZER: &str = "federation.kubernetes.io/delete-from-underlying-clusters";
 
+/// Every object Flotilla creates in a member carries this label (value `true`), so that what it propagated can
+/// be found (`flotilla status` counts, `flotilla unjoin --delete-propagated` deletes) and nothing else is
+/// touched.
+pub const MANAGED_LABEL: &str = "federation.flotilla.io/managed";
+
+/// The federated types, as `(group, version, plural)`, in the order they are propagated (namespaces first, so
+/// that the objects in them can be created).
+pub const FEDERATED_TYPES: &[(&str, &str, &str)] = &[
+    ("", "v1", "namespaces"),
+    ("", "v1", "configmaps"),
+    ("", "v1", "secrets"),
+    ("", "v1", "services"),
+    ("networking.k8s.io", "v1", "ingresses"),
+    ("apps", "v1", "daemonsets"),
+    ("apps", "v1", "deployments"),
+    ("apps", "v1", "replicasets"),
+    ("batch", "v1", "jobs"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+];
+
 /// A member cluster of the federation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

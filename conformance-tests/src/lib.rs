@@ -124,39 +124,7 @@ impl TestApiserver {
         stdin: Option<&str>,
         env: &[(&str, &str)],
     ) -> Result<Output> {
-        let cache = self.dir.path().join(format!("kube-cache-{version}"));
-        let mut command = tokio::process::Command::new(kubectl_binary(version));
-        command
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("run kubectl {version}"))?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            use tokio::io::AsyncWriteExt;
-            pipe.write_all(input.as_bytes()).await?;
-        }
-        let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .context("kubectl took over 60 s")??;
-        Ok(Output {
-            success: output.status.success(),
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+        kubectl_at(&self.kubeconfig, self.dir.path(), version, args, stdin, env).await
     }
 
     /// Sends one HTTPS request with curl (a real client, verifying the server against the generated CA)
@@ -195,7 +163,62 @@ impl Drop for TestApiserver {
     }
 }
 
-/// What a kubectl run printed.
+/// Runs kubectl `version` against `kubeconfig`, with a discovery cache of its own under `dir`, standard input
+/// and extra environment variables.
+pub async fn kubectl_at(
+    kubeconfig: &Path,
+    dir: &Path,
+    version: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Result<Output> {
+    let cache = dir.join(format!("kube-cache-{version}"));
+    let mut command = tokio::process::Command::new(kubectl_binary(version));
+    command
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(&cache);
+    run_command(command, args, stdin, env, &format!("kubectl {version}")).await
+}
+
+/// Runs a program to completion (at most 60 s), with standard input and extra environment variables.
+pub async fn run_command(
+    mut command: tokio::process::Command,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+    what: &str,
+) -> Result<Output> {
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().with_context(|| format!("run {what}"))?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use tokio::io::AsyncWriteExt;
+        pipe.write_all(input.as_bytes()).await?;
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .with_context(|| format!("{what} took over 60 s"))??;
+    Ok(Output {
+        success: output.status.success(),
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// What a kubectl (or other command) run printed.
 #[derive(Debug)]
 pub struct Output {
     pub success: bool,
@@ -265,5 +288,47 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A long-running process under test (a `flotilla up`, a simulated member), its output in a log file; killed
+/// (SIGKILL, like a crash) when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    child: tokio::process::Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `program` with `args`, appending its stdout and stderr to `log`.
+    pub fn spawn(program: &Path, args: &[&str], log: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open {}", log.display()))?;
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start {}", program.display()))?;
+        Ok(Daemon {
+            child,
+            log: log.to_owned(),
+        })
+    }
+
+    /// Kills the process (SIGKILL) and waits for it to be gone.
+    pub async fn kill(mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// What the process has printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
