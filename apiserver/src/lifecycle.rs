@@ -157,7 +157,14 @@ impl Worker {
                 })
                 .await?;
             }
-            self.remove_finalizer(&key, "orphan").await?;
+            // The federation controller reads `orphan` to leave member copies in place; it removes it together
+            // with its own finalizer. Everywhere else the garbage collector's part ends here.
+            let federated = finalizers
+                .iter()
+                .any(|f| f == flotilla_api::federation::DELETE_FROM_MEMBERS_FINALIZER);
+            if !federated {
+                self.remove_finalizer(&key, "orphan").await?;
+            }
         }
         if finalizers.iter().any(|f| f == "foregroundDeletion") {
             let dependents = self.dependents(item, &uid).await?;

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use flotilla_controller_manager::Options;
 use flotilla_controller_manager::health::HealthOptions;
+use flotilla_controller_manager::sync::SyncOptions;
 
 /// The Flotilla federation control plane, from the command line.
 #[derive(Debug, Parser)]
@@ -145,6 +146,10 @@ struct UpArgs {
     /// Consecutive failed probes before a member is no longer Ready.
     #[arg(long, default_value_t = 3)]
     cluster_failure_threshold: u32,
+    /// How long a member's pods may stay unavailable before its share of replicas is capped and the rest
+    /// placed elsewhere.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    capacity_timeout: Duration,
 }
 
 /// Go-style durations as kube's flags take them: `300ms`, `30s`, `5m`, `1h`.
@@ -277,6 +282,10 @@ async fn run(command: Command) -> Result<()> {
                         period: args.cluster_monitor_period,
                         failure_threshold: args.cluster_failure_threshold,
                         ..HealthOptions::default()
+                    },
+                    sync: SyncOptions {
+                        capacity_timeout: args.capacity_timeout,
+                        ..SyncOptions::default()
                     },
                 },
             };

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -146,9 +147,11 @@ pub async fn start(options: &UpOptions, progress: &mut dyn Write) -> Result<Fede
 
     write!(progress, "Starting the controller manager … ")?;
     progress.flush()?;
+    let metrics = Arc::new(flotilla_controller_manager::metrics::Metrics::default());
     let controllers = tokio::spawn(flotilla_controller_manager::run(
         federation.clone(),
         options.controllers,
+        metrics,
     ));
     wait_ready(&federation, members.len()).await?;
     writeln!(progress, "members Ready")?;

@@ -13,12 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_api::federation::{Cluster, ClusterCondition, ClusterStatus};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -142,15 +140,8 @@ pub fn next_status(
 }
 
 /// Runs the controller: one probe loop per Cluster, started and stopped as Clusters come and go.
-pub async fn run(federation: Client, members: Arc<Members>, options: HealthOptions) {
+pub async fn run(federation: Client, members: Arc<Members>, reader: Store<Cluster>, options: HealthOptions) {
     let clusters: Api<Cluster> = Api::all(federation.clone());
-    let (reader, writer) = reflector::store();
-    tokio::spawn(
-        reflector::reflector(writer, watcher(clusters.clone(), watcher::Config::default()))
-            .default_backoff()
-            .for_each(|_| async {}),
-    );
-    let _ = reader.wait_until_ready().await;
     let mut loops: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {

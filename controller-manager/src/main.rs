@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use std::sync::Arc;
+
+use flotilla_controller_manager::metrics::{self, Metrics};
+use flotilla_controller_manager::sync::SyncOptions;
 use flotilla_controller_manager::{Options, health::HealthOptions};
 
 /// Runs Flotilla's controllers against a federation apiserver.
@@ -26,6 +30,16 @@ struct Args {
     /// How long one probe of a member may take.
     #[arg(long, default_value = "5s", value_parser = humantime_like)]
     cluster_probe_timeout: Duration,
+    /// How long a member's pods may stay unavailable before its share of replicas is capped and the rest
+    /// placed elsewhere (federation v1's estimated capacity).
+    #[arg(long, default_value = "60s", value_parser = humantime_like)]
+    capacity_timeout: Duration,
+    /// How often every federation object is reconciled even when nothing changed.
+    #[arg(long, default_value = "5m", value_parser = humantime_like)]
+    resync_period: Duration,
+    /// Where to serve /metrics, /healthz, /livez and /readyz.
+    #[arg(long, default_value = "127.0.0.1:10258")]
+    metrics_bind_address: std::net::SocketAddr,
 }
 
 /// Go-style durations as kube's flags take them: `300ms`, `30s`, `5m`, `1h`.
@@ -74,11 +88,19 @@ async fn main() -> Result<()> {
             failure_threshold: args.cluster_failure_threshold,
             probe_timeout: args.cluster_probe_timeout,
         },
+        sync: SyncOptions {
+            capacity_timeout: args.capacity_timeout,
+            resync: args.resync_period,
+            ..SyncOptions::default()
+        },
     };
-    tracing::info!("controller manager running");
+    let metrics = Arc::new(Metrics::default());
+    let server = metrics::serve(args.metrics_bind_address, metrics.clone());
+    tracing::info!(metrics = %args.metrics_bind_address, "controller manager running");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-        _ = flotilla_controller_manager::run(client, options) => {}
+        result = server => result.with_context(|| format!("serve metrics on {}", args.metrics_bind_address))?,
+        _ = flotilla_controller_manager::run(client, options, metrics.clone()) => {}
     }
     Ok(())
 }

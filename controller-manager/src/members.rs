@@ -120,6 +120,26 @@ impl Members {
         Ok(client)
     }
 
+    /// What a client for `cluster` would be built from: when it changes, caches built with the old client
+    /// must be rebuilt.
+    pub fn fingerprint(&self, cluster: &Cluster) -> String {
+        let secret = cluster
+            .spec
+            .secret_ref
+            .as_ref()
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        let version = self
+            .secrets
+            .get(&ObjectRef::new(&secret).within(federation::SYSTEM_NAMESPACE))
+            .and_then(|s| s.metadata.resource_version.clone())
+            .unwrap_or_default();
+        format!(
+            "{}|{secret}|{version}",
+            cluster.server_address().unwrap_or_default()
+        )
+    }
+
     /// Forgets the client of a cluster that is gone.
     pub fn forget(&self, cluster: &str) {
         self.cache.lock().expect("not poisoned").remove(cluster);

@@ -1,0 +1,820 @@
+//! The generic sync controller: one kube-runtime controller per federated type over the federation API, each
+//! reconciling a federation object against its copies in every Ready member (through the type's
+//! [`Adapter`]). Level-triggered: every reconcile computes the desired copies from scratch, in memory, and
+//! converges the members by create, update and delete — so a crash at any moment converges after restart.
+//!
+//! Member copies are watched (only Flotilla's, by label) in one reflector per (member, type); a change to a
+//! copy re-queues its federation object, so drift is put back and status is aggregated as members report it.
+//! A copy is rewritten only when what Flotilla would write differs from what it last wrote (the applied-hash
+//! annotation) or when someone changed a field Flotilla sets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use flotilla_api::federation::{self, Cluster, DELETE_FROM_MEMBERS_FINALIZER, MANAGED_LABEL};
+use futures::{FutureExt as _, StreamExt};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use crate::adapters::{self, APPLIED_HASH_ANNOTATION, Adapter, Placement};
+use crate::events;
+use crate::members::Members;
+use crate::metrics::Metrics;
+use crate::placement::ClusterSelector;
+
+/// Annotation on a federation object that lets Flotilla take over member objects it did not create.
+pub const ADOPT_ANNOTATION: &str = "federation.flotilla.io/adopt";
+
+/// Namespaces whose contents never leave the federation (member credentials live in `federation-system`) and
+/// which every member has of its own.
+const LOCAL_NAMESPACES: &[&str] = &[
+    federation::SYSTEM_NAMESPACE,
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+];
+
+/// The sync controllers' settings.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncOptions {
+    /// How long a member's pods may stay unavailable before its share is capped (v1's estimated capacity).
+    pub capacity_timeout: Duration,
+    /// How long one write to a member may take.
+    pub member_timeout: Duration,
+    /// How often every object is reconciled even when nothing changed.
+    pub resync: Duration,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            capacity_timeout: Duration::from_secs(60),
+            member_timeout: Duration::from_secs(10),
+            resync: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("federation API: {0}")]
+    Federation(#[from] kube::Error),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Selector(String),
+    #[error("{failed} of the member writes failed: {first}")]
+    Members { failed: usize, first: String },
+}
+
+/// One member's caches: a reflector of Flotilla's copies per federated type.
+struct MemberCache {
+    fingerprint: String,
+    client: Client,
+    labels: BTreeMap<String, String>,
+    stores: Vec<Store<DynamicObject>>,
+    synced: Vec<Arc<AtomicBool>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for MemberCache {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Everything the sync controllers share.
+pub struct Fleet {
+    federation: Client,
+    members: Arc<Members>,
+    clusters: Store<Cluster>,
+    adapters: Vec<Arc<dyn Adapter>>,
+    caches: RwLock<BTreeMap<String, MemberCache>>,
+    triggers: Vec<mpsc::UnboundedSender<ObjectRef<DynamicObject>>>,
+    resync_all: Vec<mpsc::UnboundedSender<()>>,
+    federation_stores: OnceLock<Vec<Store<DynamicObject>>>,
+    options: SyncOptions,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A ready member as one reconcile sees it.
+struct Ready {
+    name: String,
+    labels: BTreeMap<String, String>,
+    client: Client,
+    store: Store<DynamicObject>,
+}
+
+fn object_ref(resource: &ApiResource, namespace: Option<&str>, name: &str) -> ObjectRef<DynamicObject> {
+    let reference = ObjectRef::new_with(name, resource.clone());
+    match namespace {
+        Some(ns) => reference.within(ns),
+        None => reference,
+    }
+}
+
+/// Whether an object stays in the federation: the local namespaces and everything in them.
+fn is_local(adapter: &dyn Adapter, object: &DynamicObject) -> bool {
+    if adapter.resource().plural == "namespaces" {
+        return LOCAL_NAMESPACES.contains(&object.name_any().as_str());
+    }
+    object
+        .namespace()
+        .is_some_and(|ns| LOCAL_NAMESPACES.contains(&ns.as_str()) && ns != "default")
+}
+
+/// Runs the sync controllers until dropped.
+pub async fn run(
+    federation: Client,
+    members: Arc<Members>,
+    clusters: Store<Cluster>,
+    options: SyncOptions,
+    metrics: Arc<Metrics>,
+) {
+    let adapters: Vec<Arc<dyn Adapter>> = adapters::all(options.capacity_timeout)
+        .into_iter()
+        .map(Arc::from)
+        .collect();
+    let mut trigger_rx = Vec::new();
+    let mut triggers = Vec::new();
+    let mut resync_rx = Vec::new();
+    let mut resync_all = Vec::new();
+    for _ in &adapters {
+        let (tx, rx) = mpsc::unbounded_channel();
+        triggers.push(tx);
+        trigger_rx.push(rx);
+        let (tx, rx) = mpsc::unbounded_channel();
+        resync_all.push(tx);
+        resync_rx.push(rx);
+    }
+    let fleet = Arc::new(Fleet {
+        federation: federation.clone(),
+        members,
+        clusters,
+        adapters: adapters.clone(),
+        caches: RwLock::new(BTreeMap::new()),
+        triggers,
+        resync_all,
+        federation_stores: OnceLock::new(),
+        options,
+        metrics,
+    });
+    let mut stores = Vec::new();
+    let mut controllers = Vec::new();
+    for (index, (adapter, (triggered, resync))) in adapters
+        .iter()
+        .zip(trigger_rx.into_iter().zip(resync_rx))
+        .enumerate()
+    {
+        let resource = adapter.resource().clone();
+        let api: Api<DynamicObject> = Api::all_with(federation.clone(), &resource);
+        let controller = Controller::new_with(api, watcher::Config::default(), resource)
+            .reconcile_on(UnboundedReceiverStream::new(triggered))
+            .reconcile_all_on(UnboundedReceiverStream::new(resync));
+        stores.push(controller.store());
+        let context = Arc::new((fleet.clone(), index));
+        controllers.push(
+            controller
+                .run(reconcile, error_policy, context)
+                .for_each(|_| async {}),
+        );
+    }
+    let _ = fleet.federation_stores.set(stores);
+    tokio::spawn(maintain(fleet.clone()));
+    futures::future::join_all(controllers).await;
+}
+
+fn error_policy(object: Arc<DynamicObject>, error: &SyncError, context: Arc<(Arc<Fleet>, usize)>) -> Action {
+    let (fleet, index) = (&context.0, context.1);
+    fleet.metrics.sync_errors.inc();
+    tracing::warn!(kind = %fleet.adapters[index].resource().kind, object = %object.name_any(), %error, "sync failed; retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Keeps one cache per Ready member, re-queues everything when the set of Ready members or their labels
+/// change, and deletes copies whose federation object is gone (deleted while their member was away).
+async fn maintain(fleet: Arc<Fleet>) {
+    let mut last_view: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut rounds: u64 = 0;
+    loop {
+        tick.tick().await;
+        rounds += 1;
+        let clusters: Vec<Arc<Cluster>> = fleet.clusters.state();
+        let ready: BTreeMap<String, Arc<Cluster>> = clusters
+            .into_iter()
+            .filter(|c| c.is_ready())
+            .filter_map(|c| Some((c.metadata.name.clone()?, c)))
+            .collect();
+        let mut started = false;
+        {
+            let mut caches = fleet.caches.write().expect("not poisoned");
+            caches.retain(|name, cache| {
+                ready
+                    .get(name)
+                    .is_some_and(|c| fleet.members.fingerprint(c) == cache.fingerprint)
+            });
+        }
+        for (name, cluster) in &ready {
+            let has_cache = fleet.caches.read().expect("not poisoned").contains_key(name);
+            let labels = cluster.metadata.labels.clone().unwrap_or_default();
+            if has_cache {
+                if let Some(cache) = fleet.caches.write().expect("not poisoned").get_mut(name) {
+                    cache.labels = labels;
+                }
+                continue;
+            }
+            match fleet.members.client(cluster).await {
+                Ok(client) => {
+                    let cache = start_cache(&fleet, name, client, fleet.members.fingerprint(cluster), labels);
+                    fleet
+                        .caches
+                        .write()
+                        .expect("not poisoned")
+                        .insert(name.clone(), cache);
+                    started = true;
+                }
+                Err(err) => tracing::warn!(cluster = %name, error = %err, "no client for a Ready member"),
+            }
+        }
+        let view: BTreeMap<String, BTreeMap<String, String>> = {
+            let caches = fleet.caches.read().expect("not poisoned");
+            caches
+                .iter()
+                .filter(|(_, c)| c.synced.iter().all(|s| s.load(Ordering::Relaxed)))
+                .map(|(n, c)| (n.clone(), c.labels.clone()))
+                .collect()
+        };
+        fleet.metrics.ready_members.set(view.len() as i64);
+        if view != last_view {
+            tracing::info!(members = ?view.keys().collect::<Vec<_>>(), "member set changed; re-syncing every object");
+            for resync in &fleet.resync_all {
+                let _ = resync.send(());
+            }
+            last_view = view;
+        }
+        if started || rounds.is_multiple_of(40) {
+            sweep(&fleet).await;
+        }
+    }
+}
+
+/// Starts the reflectors of one member.
+fn start_cache(
+    fleet: &Arc<Fleet>,
+    cluster: &str,
+    client: Client,
+    fingerprint: String,
+    labels: BTreeMap<String, String>,
+) -> MemberCache {
+    let mut stores = Vec::new();
+    let mut synced = Vec::new();
+    let mut tasks = Vec::new();
+    for (index, adapter) in fleet.adapters.iter().enumerate() {
+        let resource = adapter.resource().clone();
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let config = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
+        let writer = reflector::store::Writer::new(resource.clone());
+        let reader = writer.as_reader();
+        let trigger = fleet.triggers[index].clone();
+        let events = reflector::reflector(writer, watcher(api, config))
+            .default_backoff()
+            .touched_objects()
+            .for_each(move |object| {
+                if let Ok(object) = object {
+                    let _ = trigger.send(object_ref(
+                        &resource,
+                        object.namespace().as_deref(),
+                        &object.name_any(),
+                    ));
+                }
+                async {}
+            });
+        tasks.push(tokio::spawn(events));
+        let flag = Arc::new(AtomicBool::new(false));
+        let (waiting, done) = (reader.clone(), flag.clone());
+        let name = cluster.to_owned();
+        tasks.push(tokio::spawn(async move {
+            if waiting.wait_until_ready().await.is_ok() {
+                done.store(true, Ordering::Relaxed);
+                tracing::debug!(cluster = %name, "member cache synced");
+            }
+        }));
+        stores.push(reader);
+        synced.push(flag);
+    }
+    MemberCache {
+        fingerprint,
+        client,
+        labels,
+        stores,
+        synced,
+        tasks,
+    }
+}
+
+/// Deletes member copies whose federation object no longer exists.
+async fn sweep(fleet: &Arc<Fleet>) {
+    let Some(federation_stores) = fleet.federation_stores.get() else {
+        return;
+    };
+    let mut deletions = Vec::new();
+    {
+        let caches = fleet.caches.read().expect("not poisoned");
+        for (cluster, cache) in caches.iter() {
+            for (index, adapter) in fleet.adapters.iter().enumerate() {
+                if !cache.synced[index].load(Ordering::Relaxed) {
+                    continue;
+                }
+                let federated = &federation_stores[index];
+                if federated.wait_until_ready().now_or_never().is_none() {
+                    continue;
+                }
+                for copy in cache.stores[index].state() {
+                    if copy.metadata.deletion_timestamp.is_some() {
+                        continue;
+                    }
+                    let reference =
+                        object_ref(adapter.resource(), copy.namespace().as_deref(), &copy.name_any());
+                    if federated.get(&reference).is_none() {
+                        deletions.push((cluster.clone(), cache.client.clone(), index, copy));
+                    }
+                }
+            }
+        }
+    }
+    for (cluster, client, index, copy) in deletions {
+        let adapter = &fleet.adapters[index];
+        let api = member_api(&client, adapter.as_ref(), copy.namespace().as_deref());
+        tracing::info!(%cluster, kind = %adapter.resource().kind, object = %copy.name_any(), "deleting a copy whose federation object is gone");
+        let _ = api.delete(&copy.name_any(), &DeleteParams::background()).await;
+    }
+}
+
+fn member_api(client: &Client, adapter: &dyn Adapter, namespace: Option<&str>) -> Api<DynamicObject> {
+    match (adapter.namespaced(), namespace) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, adapter.resource()),
+        _ => Api::all_with(client.clone(), adapter.resource()),
+    }
+}
+
+impl Fleet {
+    /// The Ready members whose caches of type `index` are synced; `None` while one of them is not synced yet.
+    fn ready(&self, index: usize) -> Option<Vec<Ready>> {
+        let caches = self.caches.read().expect("not poisoned");
+        let mut ready = Vec::new();
+        for (name, cache) in caches.iter() {
+            if !cache.synced[index].load(Ordering::Relaxed) {
+                return None;
+            }
+            ready.push(Ready {
+                name: name.clone(),
+                labels: cache.labels.clone(),
+                client: cache.client.clone(),
+                store: cache.stores[index].clone(),
+            });
+        }
+        Some(ready)
+    }
+
+    /// Whether a federated HPA targets this workload.
+    fn autoscaled(&self, kind: &str, namespace: Option<&str>, name: &str) -> bool {
+        let Some(stores) = self.federation_stores.get() else {
+            return false;
+        };
+        let Some(index) = self
+            .adapters
+            .iter()
+            .position(|a| a.resource().kind == "HorizontalPodAutoscaler")
+        else {
+            return false;
+        };
+        stores[index].state().iter().any(|hpa| {
+            hpa.namespace().as_deref() == namespace
+                && hpa
+                    .data
+                    .pointer("/spec/scaleTargetRef/kind")
+                    .and_then(Value::as_str)
+                    == Some(kind)
+                && hpa
+                    .data
+                    .pointer("/spec/scaleTargetRef/name")
+                    .and_then(Value::as_str)
+                    == Some(name)
+        })
+    }
+}
+
+/// One write to a member.
+enum Operation {
+    Create(Value),
+    Update(Value),
+    Delete,
+}
+
+async fn reconcile(
+    object: Arc<DynamicObject>,
+    context: Arc<(Arc<Fleet>, usize)>,
+) -> Result<Action, SyncError> {
+    let (fleet, index) = (&context.0, context.1);
+    let adapter = fleet.adapters[index].as_ref();
+    if is_local(adapter, &object) {
+        return Ok(Action::await_change());
+    }
+    let started = std::time::Instant::now();
+    let result = sync(fleet, index, &object).await;
+    fleet
+        .metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Result<Action, SyncError> {
+    let adapter = fleet.adapters[index].as_ref();
+    let Some(ready) = fleet.ready(index) else {
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    };
+    let name = object.name_any();
+    let namespace = object.namespace();
+    let reference = object_ref(adapter.resource(), namespace.as_deref(), &name);
+    let value = serde_json::to_value(object)?;
+    let copies: BTreeMap<String, Value> = ready
+        .iter()
+        .filter_map(|member| {
+            let copy = member.store.get(&reference)?;
+            Some((member.name.clone(), serde_json::to_value(&*copy).ok()?))
+        })
+        .collect();
+    let federation_api = member_api(&fleet.federation, adapter, namespace.as_deref());
+    let finalizers = object.finalizers().to_vec();
+
+    if object.metadata.deletion_timestamp.is_some() {
+        return delete(fleet, adapter, object, &federation_api, &ready, &copies).await;
+    }
+    if !finalizers.iter().any(|f| f == DELETE_FROM_MEMBERS_FINALIZER) {
+        let mut with = finalizers.clone();
+        with.push(DELETE_FROM_MEMBERS_FINALIZER.to_owned());
+        set_finalizers(&federation_api, object, with).await?;
+    }
+
+    let annotations = object.annotations();
+    let selector = match annotations.get(federation::CLUSTER_SELECTOR_ANNOTATION) {
+        Some(text) => match ClusterSelector::parse(text) {
+            Ok(selector) => selector,
+            Err(err) => {
+                events::warn(&fleet.federation, adapter, object, "InvalidClusterSelector", &err).await;
+                return Err(SyncError::Selector(err));
+            }
+        },
+        None => ClusterSelector::default(),
+    };
+    let selected: Vec<String> = ready
+        .iter()
+        .filter(|m| selector.matches(&m.labels))
+        .map(|m| m.name.clone())
+        .collect();
+    let selected_copies: BTreeMap<String, Value> = copies
+        .iter()
+        .filter(|(c, _)| selected.contains(c))
+        .map(|(c, v)| (c.clone(), v.clone()))
+        .collect();
+    let autoscaled = matches!(adapter.resource().kind.as_str(), "Deployment" | "ReplicaSet")
+        && fleet.autoscaled(&adapter.resource().kind, namespace.as_deref(), &name);
+    let desired = adapter.place(
+        &value,
+        &Placement {
+            clusters: &selected,
+            members: &selected_copies,
+            autoscaled,
+        },
+    );
+
+    // What to write where: growth first, shrinking after, so that capacity moves before it goes.
+    let mut grow = Vec::new();
+    let mut shrink = Vec::new();
+    for member in &ready {
+        let current = copies.get(&member.name);
+        match (desired.get(&member.name), current) {
+            (Some(want), None) => {
+                let mut want = want.clone();
+                want["metadata"]["annotations"][APPLIED_HASH_ANNOTATION] = json!(adapters::hash(&want));
+                grow.push((member, Operation::Create(want)));
+            }
+            (Some(want), Some(current)) => {
+                let hash = adapters::hash(want);
+                let written = current
+                    .pointer(&format!(
+                        "/metadata/annotations/{}",
+                        APPLIED_HASH_ANNOTATION.replace('/', "~1")
+                    ))
+                    .and_then(Value::as_str);
+                if written == Some(hash.as_str()) && adapters::covers(current, want) {
+                    continue;
+                }
+                let mut update = adapter.for_update(want.clone(), current);
+                update["metadata"]["annotations"][APPLIED_HASH_ANNOTATION] = json!(hash);
+                update["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+                let fewer = replicas(&update) < replicas(current);
+                let operation = Operation::Update(update);
+                if fewer {
+                    shrink.push((member, operation))
+                } else {
+                    grow.push((member, operation))
+                }
+            }
+            (None, Some(_)) => shrink.push((member, Operation::Delete)),
+            (None, None) => {}
+        }
+    }
+    let wrote = !grow.is_empty() || !shrink.is_empty();
+    let mut failures = Vec::new();
+    for phase in [grow, shrink] {
+        let writes = phase.into_iter().map(|(member, operation)| {
+            write(
+                fleet,
+                adapter,
+                object,
+                member,
+                namespace.as_deref(),
+                &name,
+                operation,
+            )
+        });
+        for result in futures::future::join_all(writes).await {
+            if let Err(err) = result {
+                failures.push(err);
+            }
+        }
+    }
+
+    let placed: BTreeMap<String, Value> = selected_copies
+        .into_iter()
+        .filter(|(c, _)| desired.contains_key(c))
+        .collect();
+    let applied = !wrote && failures.is_empty() && placed.len() == desired.len();
+    if let Some(status) = adapter.aggregate(&value, &placed, applied) {
+        let current = value.get("status").cloned().unwrap_or(json!({}));
+        if !adapters::covers(&current, &without_nulls(&status)) {
+            federation_api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
+                .await?;
+        }
+    }
+    if let Some(first) = failures.first() {
+        return Err(SyncError::Members {
+            failed: failures.len(),
+            first: first.clone(),
+        });
+    }
+    // Members short of ready replicas are looked at again once their capacity could be estimated.
+    let short = placed.values().any(|c| {
+        c.pointer("/status/readyReplicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            < c.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)
+    });
+    Ok(Action::requeue(if short && adapter.resource().kind != "Job" {
+        fleet.options.capacity_timeout.min(fleet.options.resync)
+    } else {
+        fleet.options.resync
+    }))
+}
+
+fn replicas(object: &Value) -> i64 {
+    object
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Performs one write in one member, with an event on the federation object; returns the error text.
+async fn write(
+    fleet: &Arc<Fleet>,
+    adapter: &dyn Adapter,
+    object: &DynamicObject,
+    member: &Ready,
+    namespace: Option<&str>,
+    name: &str,
+    operation: Operation,
+) -> Result<(), String> {
+    let api = member_api(&member.client, adapter, namespace);
+    let kind = &adapter.resource().kind;
+    let cluster = &member.name;
+    let timeout = fleet.options.member_timeout;
+    let (verb, result) = match operation {
+        Operation::Create(want) => {
+            let copy: DynamicObject = serde_json::from_value(want.clone()).map_err(|e| e.to_string())?;
+            let result = tokio::time::timeout(timeout, api.create(&PostParams::default(), &copy)).await;
+            match result {
+                Ok(Err(kube::Error::Api(status))) if status.code == 409 => {
+                    return adopt_or_refuse(fleet, adapter, object, &api, cluster, name, want).await;
+                }
+                other => ("create", other.map(|r| r.map(drop))),
+            }
+        }
+        Operation::Update(want) => {
+            let copy: DynamicObject = serde_json::from_value(want).map_err(|e| e.to_string())?;
+            (
+                "update",
+                tokio::time::timeout(timeout, api.replace(name, &PostParams::default(), &copy))
+                    .await
+                    .map(|r| r.map(drop)),
+            )
+        }
+        Operation::Delete => {
+            let result = tokio::time::timeout(timeout, api.delete(name, &DeleteParams::background())).await;
+            match result {
+                Ok(Err(kube::Error::Api(status))) if status.code == 404 => ("delete", Ok(Ok(()))),
+                other => ("delete", other.map(|r| r.map(drop))),
+            }
+        }
+    };
+    let outcome = match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    };
+    let key = match namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    };
+    let (reason, capitalised) = match verb {
+        "create" => ("CreateInCluster", "Creating"),
+        "update" => ("UpdateInCluster", "Updating"),
+        _ => ("DeleteInCluster", "Deleting"),
+    };
+    match &outcome {
+        Ok(()) => {
+            fleet.metrics.member_writes.inc();
+            events::normal(
+                &fleet.federation,
+                adapter,
+                object,
+                reason,
+                &format!("{capitalised} {kind} \"{key}\" in cluster {cluster}"),
+            )
+            .await;
+        }
+        Err(err) => {
+            events::warn(
+                &fleet.federation,
+                adapter,
+                object,
+                &format!("{reason}Failed"),
+                &format!("Failed to {verb} {kind} \"{key}\" in cluster {cluster}: {err}"),
+            )
+            .await;
+        }
+    }
+    outcome
+}
+
+/// A member already has an object of this name that Flotilla did not create: take it over when the federation
+/// object asks for it, otherwise leave it and say so.
+async fn adopt_or_refuse(
+    fleet: &Arc<Fleet>,
+    adapter: &dyn Adapter,
+    object: &DynamicObject,
+    api: &Api<DynamicObject>,
+    cluster: &str,
+    name: &str,
+    want: Value,
+) -> Result<(), String> {
+    let current = api.get(name).await.map_err(|e| e.to_string())?;
+    let ours = current.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true");
+    let adopt = object.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
+    if !ours && !adopt {
+        events::warn(
+            &fleet.federation,
+            adapter,
+            object,
+            "AlreadyExistsInCluster",
+            &format!(
+                "cluster {cluster} already has a {} {name} that Flotilla did not create; it is left alone (annotate {ADOPT_ANNOTATION}=true to take it over)",
+                adapter.resource().kind
+            ),
+        )
+        .await;
+        return Ok(());
+    }
+    let current_value = serde_json::to_value(&current).map_err(|e| e.to_string())?;
+    let mut update = adapter.for_update(want, &current_value);
+    update["metadata"]["resourceVersion"] = json!(current.resource_version());
+    let copy: DynamicObject = serde_json::from_value(update).map_err(|e| e.to_string())?;
+    api.replace(name, &PostParams::default(), &copy)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+async fn set_finalizers(
+    api: &Api<DynamicObject>,
+    object: &DynamicObject,
+    finalizers: Vec<String>,
+) -> Result<(), SyncError> {
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.resource_version()}});
+    api.patch(&object.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Cascading deletion: with `orphan` (`--cascade=orphan`) the member copies are released (no longer
+/// Flotilla's) and stay; otherwise they are deleted from every Ready member before the finalizer goes. A
+/// member that is away is not waited for: its copies are swept when it returns.
+async fn delete(
+    fleet: &Arc<Fleet>,
+    adapter: &dyn Adapter,
+    object: &DynamicObject,
+    federation_api: &Api<DynamicObject>,
+    ready: &[Ready],
+    copies: &BTreeMap<String, Value>,
+) -> Result<Action, SyncError> {
+    let finalizers = object.finalizers().to_vec();
+    if !finalizers.iter().any(|f| f == DELETE_FROM_MEMBERS_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let name = object.name_any();
+    let namespace = object.namespace();
+    let orphan = finalizers.iter().any(|f| f == "orphan");
+    let mut pending = BTreeSet::new();
+    for member in ready.iter().filter(|m| copies.contains_key(&m.name)) {
+        let api = member_api(&member.client, adapter, namespace.as_deref());
+        let result = if orphan {
+            let release = json!({"metadata": {"labels": {MANAGED_LABEL: null}}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&release))
+                .await
+                .map(drop)
+        } else {
+            pending.insert(member.name.clone());
+            api.delete(&name, &DeleteParams::background()).await.map(drop)
+        };
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(err) => {
+                return Err(SyncError::Members {
+                    failed: 1,
+                    first: format!("{}: {err}", member.name),
+                });
+            }
+        }
+    }
+    if !pending.is_empty() {
+        events::normal(
+            &fleet.federation,
+            adapter,
+            object,
+            "DeleteInCluster",
+            &format!(
+                "Deleting {} from clusters: {}",
+                adapter.resource().kind,
+                pending.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .await;
+        // Come back once the member caches show the copies gone.
+        return Ok(Action::requeue(Duration::from_millis(300)));
+    }
+    let remaining: Vec<String> = finalizers
+        .into_iter()
+        .filter(|f| f != DELETE_FROM_MEMBERS_FINALIZER && !(orphan && f == "orphan"))
+        .collect();
+    set_finalizers(federation_api, object, remaining).await?;
+    Ok(Action::await_change())
+}
