@@ -41,9 +41,17 @@ pub fn config(
         ready_delay: settings.ready_delay,
         capacity: settings.capacity,
         nodes: settings.nodes,
-        load_balancer_prefix: [172, 30, u8::try_from(index % 256).unwrap_or(0)],
+        load_balancer_prefix: load_balancer_prefix(name),
     };
     config
+}
+
+/// A member's load-balancer range, `172.16.0.0/12` split by a hash of its name, so that members started
+/// separately still hand out distinct addresses.
+fn load_balancer_prefix(name: &str) -> [u8; 3] {
+    let hash = flotilla_controller_manager::planner::fnv1_32(name.as_bytes());
+    let [a, b, _, _] = hash.to_be_bytes();
+    [172, 16 + (a % 16), b]
 }
 
 /// Starts `count` members named `name` (one) or `name-1` … `name-N`, all at once.

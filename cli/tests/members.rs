@@ -5,37 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{FLOTILLA, KUBECTL, PLUGIN, flotilla, wait_serving};
 use flotilla_conformance_tests::{Daemon, Output, eventually, kubectl_at, run_command};
 use flotilla_storage::testing::free_port;
-
-const FLOTILLA: &str = env!("CARGO_BIN_EXE_flotilla");
-const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-flotilla");
-const KUBECTL: &str = "1.33";
 
 /// Probe settings of the federation under test: NotReady within period × threshold + one period.
 const PERIOD: Duration = Duration::from_secs(1);
 const THRESHOLD: u32 = 2;
-
-async fn flotilla(args: &[&str]) -> Output {
-    let command = tokio::process::Command::new(FLOTILLA);
-    run_command(command, args, None, &[], "flotilla")
-        .await
-        .expect("flotilla runs")
-}
-
-/// Waits until the server of `kubeconfig` answers `/readyz`.
-async fn wait_serving(kubeconfig: &Path, dir: &Path) {
-    eventually(&format!("{} to serve", kubeconfig.display()), || async {
-        if !kubeconfig.exists() {
-            return None;
-        }
-        let out = kubectl_at(kubeconfig, dir, KUBECTL, &["get", "--raw", "/readyz"], None, &[])
-            .await
-            .ok()?;
-        out.success.then_some(())
-    })
-    .await;
-}
 
 struct Member {
     name: String,

@@ -327,6 +327,11 @@ impl Daemon {
         Ok(())
     }
 
+    /// The process id.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// What the process has printed so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

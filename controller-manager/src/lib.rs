@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod hpa;
 pub mod jobs;
+pub mod leader;
 pub mod members;
 pub mod metrics;
 pub mod placement;

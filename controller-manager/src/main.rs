@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::sync::Arc;
 
+use flotilla_controller_manager::leader::{self, LeaderOptions};
 use flotilla_controller_manager::metrics::{self, Metrics};
 use flotilla_controller_manager::sync::SyncOptions;
 use flotilla_controller_manager::{Options, health::HealthOptions};
@@ -37,6 +38,19 @@ struct Args {
     /// How often every federation object is reconciled even when nothing changed.
     #[arg(long, default_value = "5m", value_parser = humantime_like)]
     resync_period: Duration,
+    /// Run only while holding the leader lease (kube-system/flotilla-controller-manager), so that several
+    /// controller managers can run for availability.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// How long a leader's lease lasts without renewal before another takes over.
+    #[arg(long, default_value = "10s", value_parser = humantime_like)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading.
+    #[arg(long, default_value = "7s", value_parser = humantime_like)]
+    leader_elect_renew_deadline: Duration,
+    /// How often to try to take or renew the lease.
+    #[arg(long, default_value = "2s", value_parser = humantime_like)]
+    leader_elect_retry_period: Duration,
     /// Where to serve /metrics, /healthz, /livez and /readyz.
     #[arg(long, default_value = "127.0.0.1:10258")]
     metrics_bind_address: std::net::SocketAddr,
@@ -97,10 +111,37 @@ async fn main() -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let server = metrics::serve(args.metrics_bind_address, metrics.clone());
     tracing::info!(metrics = %args.metrics_bind_address, "controller manager running");
+    let identity = format!(
+        "{}_{}",
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+        std::process::id()
+    );
+    let leader = LeaderOptions {
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+        ..LeaderOptions::new(&identity)
+    };
+    let lead = async {
+        if args.leader_elect {
+            leader::acquire(&client, &leader).await;
+        }
+        metrics.is_leader.set(1);
+        let controllers = flotilla_controller_manager::run(client.clone(), options, metrics.clone());
+        if args.leader_elect {
+            tokio::select! {
+                _ = controllers => {}
+                _ = leader::keep(&client, &leader) => {}
+            }
+            anyhow::bail!("lost the leader lease");
+        }
+        controllers.await;
+        Ok(())
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
         result = server => result.with_context(|| format!("serve metrics on {}", args.metrics_bind_address))?,
-        _ = flotilla_controller_manager::run(client, options, metrics.clone()) => {}
+        result = lead => result?,
     }
     Ok(())
 }
