@@ -34,7 +34,14 @@ spec:
 fn expected_split(preferences: &str, total: i64, key: &str) -> Vec<Option<i64>> {
     let preferences = Preferences::parse(preferences).unwrap();
     let clusters: Vec<String> = MEMBERS.iter().map(|(n, _)| (*n).to_owned()).collect();
-    let plan = planner::plan(&preferences, total, &clusters, &BTreeMap::new(), &BTreeMap::new(), key);
+    let plan = planner::plan(
+        &preferences,
+        total,
+        &clusters,
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        key,
+    );
     clusters.iter().map(|c| Some(plan.replicas[c])).collect()
 }
 
@@ -54,29 +61,55 @@ async fn deployments_split_by_preferences_scale_roll_out_and_delete() {
         .kubectl(&["rollout", "status", "deployment/web", "--timeout=30s"])
         .await
         .ok();
-    let status = federation.kubectl(&["get", "deployment", "web", "-o", "json"]).await.ok().json();
+    let status = federation
+        .kubectl(&["get", "deployment", "web", "-o", "json"])
+        .await
+        .ok()
+        .json();
     assert_eq!(status["status"]["availableReplicas"], 10);
-    assert_eq!(status["status"]["observedGeneration"], status["metadata"]["generation"]);
+    assert_eq!(
+        status["status"]["observedGeneration"],
+        status["metadata"]["generation"]
+    );
 
     // Scaling re-splits.
-    federation.kubectl(&["scale", "deployment/web", "--replicas=6"]).await.ok();
+    federation
+        .kubectl(&["scale", "deployment/web", "--replicas=6"])
+        .await
+        .ok();
     let expected = expected_split(preferences, 6, "default/web");
     eventually("the re-split after scaling", || async {
         (federation.replicas("deployment/web", "/spec/replicas").await == expected).then_some(())
     })
     .await;
     federation
-        .kubectl(&["wait", "--for=condition=Available", "deployment/web", "--timeout=30s"])
+        .kubectl(&[
+            "wait",
+            "--for=condition=Available",
+            "deployment/web",
+            "--timeout=30s",
+        ])
         .await
         .ok();
-    federation.kubectl(&["rollout", "status", "deployment/web", "--timeout=30s"]).await.ok();
+    federation
+        .kubectl(&["rollout", "status", "deployment/web", "--timeout=30s"])
+        .await
+        .ok();
     let described = federation.kubectl(&["describe", "deployment", "web"]).await.ok();
     assert!(described.stdout.contains("in cluster m1"), "{}", described.stdout);
 
     // Deleting removes it everywhere (kubectl's default is Background).
-    federation.kubectl(&["delete", "deployment", "web", "--wait=true", "--timeout=30s"]).await.ok();
+    federation
+        .kubectl(&["delete", "deployment", "web", "--wait=true", "--timeout=30s"])
+        .await
+        .ok();
     eventually("the copies to be gone", || async {
-        federation.replicas("deployment/web", "/spec/replicas").await.iter().all(Option::is_none).then_some(())
+        federation
+            .replicas("deployment/web", "/spec/replicas")
+            .await
+            .iter()
+            .all(Option::is_none)
+            .then_some(())
     })
     .await;
 }
@@ -161,70 +194,154 @@ async fn every_type_reaches_every_member_and_status_adds_up() {
     federation.apply(EVERYTHING).await.ok();
     for (member, _) in MEMBERS {
         eventually(&format!("everything in {member}"), || async {
-            for object in ["namespace/shop", "configmap/settings", "secret/token", "service/front", "ingress/front", "daemonset/agent", "job/crunch", "hpa/api"] {
-                let args = if object.starts_with("namespace") { vec![object] } else { vec![object, "-n", "shop"] };
+            for object in [
+                "namespace/shop",
+                "configmap/settings",
+                "secret/token",
+                "service/front",
+                "ingress/front",
+                "daemonset/agent",
+                "job/crunch",
+                "hpa/api",
+            ] {
+                let args = if object.starts_with("namespace") {
+                    vec![object]
+                } else {
+                    vec![object, "-n", "shop"]
+                };
                 federation.member_object(member, &args).await?;
             }
             Some(())
         })
         .await;
-        let secret = federation.member_object(member, &["secret/token", "-n", "shop"]).await.unwrap();
+        let secret = federation
+            .member_object(member, &["secret/token", "-n", "shop"])
+            .await
+            .unwrap();
         assert_eq!(secret["data"]["token"], "czNjcmV0");
-        let config = federation.member_object(member, &["configmap/settings", "-n", "shop"]).await.unwrap();
+        let config = federation
+            .member_object(member, &["configmap/settings", "-n", "shop"])
+            .await
+            .unwrap();
         assert_eq!(config["data"]["color"], "blue");
     }
 
     // The Job's completions and parallelism split over the three members, and it completes at the federation.
     let mut parts = Vec::new();
     for (member, _) in MEMBERS {
-        let job = federation.member_object(member, &["job/crunch", "-n", "shop"]).await.unwrap();
-        parts.push((job["spec"]["completions"].as_i64().unwrap(), job["spec"]["parallelism"].as_i64().unwrap()));
+        let job = federation
+            .member_object(member, &["job/crunch", "-n", "shop"])
+            .await
+            .unwrap();
+        parts.push((
+            job["spec"]["completions"].as_i64().unwrap(),
+            job["spec"]["parallelism"].as_i64().unwrap(),
+        ));
     }
     assert_eq!(parts.iter().map(|p| p.0).sum::<i64>(), 12, "{parts:?}");
     assert_eq!(parts.iter().map(|p| p.1).sum::<i64>(), 6, "{parts:?}");
     federation
-        .kubectl(&["wait", "--for=condition=Complete", "job/crunch", "-n", "shop", "--timeout=60s"])
+        .kubectl(&[
+            "wait",
+            "--for=condition=Complete",
+            "job/crunch",
+            "-n",
+            "shop",
+            "--timeout=60s",
+        ])
         .await
         .ok();
-    let job = federation.kubectl(&["get", "job", "crunch", "-n", "shop", "-o", "json"]).await.ok().json();
+    let job = federation
+        .kubectl(&["get", "job", "crunch", "-n", "shop", "-o", "json"])
+        .await
+        .ok()
+        .json();
     assert_eq!(job["status"]["succeeded"], 12);
 
     // The HPA's bounds split: the maxima add up to 12, every minimum at least 1, together at least 3.
     let mut bounds = Vec::new();
     for (member, _) in MEMBERS {
-        let hpa = federation.member_object(member, &["hpa/api", "-n", "shop"]).await.unwrap();
-        bounds.push((hpa["spec"]["minReplicas"].as_i64().unwrap(), hpa["spec"]["maxReplicas"].as_i64().unwrap()));
+        let hpa = federation
+            .member_object(member, &["hpa/api", "-n", "shop"])
+            .await
+            .unwrap();
+        bounds.push((
+            hpa["spec"]["minReplicas"].as_i64().unwrap(),
+            hpa["spec"]["maxReplicas"].as_i64().unwrap(),
+        ));
     }
     assert_eq!(bounds.iter().map(|b| b.1).sum::<i64>(), 12, "{bounds:?}");
-    assert!(bounds.iter().all(|b| b.0 >= 1) && bounds.iter().map(|b| b.0).sum::<i64>() >= 3, "{bounds:?}");
+    assert!(
+        bounds.iter().all(|b| b.0 >= 1) && bounds.iter().map(|b| b.0).sum::<i64>() >= 3,
+        "{bounds:?}"
+    );
     eventually("the HPA's status summed", || async {
-        let hpa = federation.kubectl(&["get", "hpa", "api", "-n", "shop", "-o", "json"]).await.ok().json();
+        let hpa = federation
+            .kubectl(&["get", "hpa", "api", "-n", "shop", "-o", "json"])
+            .await
+            .ok()
+            .json();
         (hpa["status"]["currentReplicas"].as_i64().unwrap_or(0) >= 3).then_some(())
     })
     .await;
 
     // Load balancers: the union of the members' addresses.
     eventually("three load-balancer addresses on the Service", || async {
-        let service = federation.kubectl(&["get", "service", "front", "-n", "shop", "-o", "json"]).await.ok().json();
-        (service["status"]["loadBalancer"]["ingress"].as_array().map(Vec::len) == Some(3)).then_some(())
+        let service = federation
+            .kubectl(&["get", "service", "front", "-n", "shop", "-o", "json"])
+            .await
+            .ok()
+            .json();
+        (service["status"]["loadBalancer"]["ingress"]
+            .as_array()
+            .map(Vec::len)
+            == Some(3))
+        .then_some(())
     })
     .await;
     eventually("the DaemonSet's counts summed", || async {
-        let ds = federation.kubectl(&["get", "daemonset", "agent", "-n", "shop", "-o", "json"]).await.ok().json();
+        let ds = federation
+            .kubectl(&["get", "daemonset", "agent", "-n", "shop", "-o", "json"])
+            .await
+            .ok()
+            .json();
         (ds["status"]["numberReady"] == 9).then_some(())
     })
     .await;
 
     // Orphaning leaves the copies; deleting the namespace removes the rest everywhere.
-    federation.kubectl(&["delete", "configmap", "settings", "-n", "shop", "--cascade=orphan"]).await.ok();
-    federation.kubectl(&["delete", "namespace", "shop", "--timeout=60s"]).await.ok();
+    federation
+        .kubectl(&[
+            "delete",
+            "configmap",
+            "settings",
+            "-n",
+            "shop",
+            "--cascade=orphan",
+        ])
+        .await
+        .ok();
+    federation
+        .kubectl(&["delete", "namespace", "shop", "--timeout=60s"])
+        .await
+        .ok();
     for (member, _) in MEMBERS {
         assert!(
-            federation.member_object(member, &["configmap/settings", "-n", "shop"]).await.is_none()
-                || federation.member_object(member, &["namespace/shop"]).await.is_some(),
+            federation
+                .member_object(member, &["configmap/settings", "-n", "shop"])
+                .await
+                .is_none()
+                || federation
+                    .member_object(member, &["namespace/shop"])
+                    .await
+                    .is_some(),
         );
         eventually(&format!("the namespace gone from {member}"), || async {
-            federation.member_object(member, &["namespace/shop"]).await.is_none().then_some(())
+            federation
+                .member_object(member, &["namespace/shop"])
+                .await
+                .is_none()
+                .then_some(())
         })
         .await;
     }
@@ -233,14 +350,23 @@ async fn every_type_reaches_every_member_and_status_adds_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphaned_copies_stay_and_drift_is_put_back() {
     let federation = Federation::start(MEMBERS).await;
-    federation.kubectl(&["create", "configmap", "kept", "--from-literal=a=1"]).await.ok();
-    federation.kubectl(&["create", "configmap", "watched", "--from-literal=a=1"]).await.ok();
+    federation
+        .kubectl(&["create", "configmap", "kept", "--from-literal=a=1"])
+        .await
+        .ok();
+    federation
+        .kubectl(&["create", "configmap", "watched", "--from-literal=a=1"])
+        .await
+        .ok();
     eventually("both in m2", || async {
         federation.member_object("m2", &["configmap/watched"]).await?;
         federation.member_object("m2", &["configmap/kept"]).await
     })
     .await;
-    federation.kubectl(&["delete", "configmap", "kept", "--cascade=orphan"]).await.ok();
+    federation
+        .kubectl(&["delete", "configmap", "kept", "--cascade=orphan"])
+        .await
+        .ok();
     eventually("the federation object gone", || async {
         (!federation.kubectl(&["get", "configmap", "kept"]).await.success).then_some(())
     })
@@ -252,7 +378,17 @@ async fn orphaned_copies_stay_and_drift_is_put_back() {
     }
     // Someone edits a copy in a member: Flotilla puts it back.
     federation
-        .in_member("m2", &["patch", "configmap", "watched", "--type=merge", "-p", r#"{"data":{"a":"changed"}}"#])
+        .in_member(
+            "m2",
+            &[
+                "patch",
+                "configmap",
+                "watched",
+                "--type=merge",
+                "-p",
+                r#"{"data":{"a":"changed"}}"#,
+            ],
+        )
         .await
         .ok();
     eventually("the drift repaired", || async {
@@ -261,13 +397,37 @@ async fn orphaned_copies_stay_and_drift_is_put_back() {
     })
     .await;
     // A member object Flotilla did not create is left alone.
-    federation.in_member("m1", &["create", "configmap", "theirs", "--from-literal=owner=m1"]).await.ok();
-    federation.kubectl(&["create", "configmap", "theirs", "--from-literal=owner=federation"]).await.ok();
-    eventually("the copy in m3", || async { federation.member_object("m3", &["configmap/theirs"]).await }).await;
-    let theirs = federation.member_object("m1", &["configmap/theirs"]).await.unwrap();
+    federation
+        .in_member(
+            "m1",
+            &["create", "configmap", "theirs", "--from-literal=owner=m1"],
+        )
+        .await
+        .ok();
+    federation
+        .kubectl(&["create", "configmap", "theirs", "--from-literal=owner=federation"])
+        .await
+        .ok();
+    eventually("the copy in m3", || async {
+        federation.member_object("m3", &["configmap/theirs"]).await
+    })
+    .await;
+    let theirs = federation
+        .member_object("m1", &["configmap/theirs"])
+        .await
+        .unwrap();
     assert_eq!(theirs["data"]["owner"], "m1");
-    let events = federation.kubectl(&["get", "events", "-o", "json"]).await.ok().json();
-    let reasons: Vec<&str> = events["items"].as_array().unwrap().iter().filter_map(|e| e["reason"].as_str()).collect();
+    let events = federation
+        .kubectl(&["get", "events", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let reasons: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
     assert!(reasons.contains(&"AlreadyExistsInCluster"), "{reasons:?}");
 }
 
@@ -276,17 +436,28 @@ async fn cluster_selectors_place_and_relabelling_moves() {
     let federation = Federation::start(MEMBERS).await;
     let selector = r#"[{"key": "region", "operator": "In", "values": ["eu"]}]"#;
     let annotations = format!("{{federation.alpha.kubernetes.io/cluster-selector: '{selector}'}}");
-    federation.apply(&deployment("eu-only", 4, &annotations)).await.ok();
+    federation
+        .apply(&deployment("eu-only", 4, &annotations))
+        .await
+        .ok();
     eventually("eu-only on m1 and m3 only", || async {
         let replicas = federation.replicas("deployment/eu-only", "/spec/replicas").await;
         (replicas == vec![Some(2), None, Some(2)]).then_some(())
     })
     .await;
-    federation.kubectl(&["label", "cluster", "m2", "region=eu", "--overwrite"]).await.ok();
-    federation.kubectl(&["label", "cluster", "m1", "region=us", "--overwrite"]).await.ok();
+    federation
+        .kubectl(&["label", "cluster", "m2", "region=eu", "--overwrite"])
+        .await
+        .ok();
+    federation
+        .kubectl(&["label", "cluster", "m1", "region=us", "--overwrite"])
+        .await
+        .ok();
     eventually("eu-only moved to m2 and m3", || async {
         let replicas = federation.replicas("deployment/eu-only", "/spec/replicas").await;
-        (replicas[0].is_none() && replicas[1].is_some() && replicas[2].is_some()
+        (replicas[0].is_none()
+            && replicas[1].is_some()
+            && replicas[2].is_some()
             && replicas.iter().flatten().sum::<i64>() == 4)
             .then_some(())
     })
@@ -299,7 +470,8 @@ async fn a_dead_members_replicas_move_and_come_back() {
     let annotations = r#"{federation.kubernetes.io/deployment-preferences: '{"rebalance": true, "clusters": {"*": {"weight": 1}}}'}"#;
     federation.apply(&deployment("web", 6, annotations)).await.ok();
     eventually("2/2/2", || async {
-        (federation.replicas("deployment/web", "/spec/replicas").await == vec![Some(2), Some(2), Some(2)]).then_some(())
+        (federation.replicas("deployment/web", "/spec/replicas").await == vec![Some(2), Some(2), Some(2)])
+            .then_some(())
     })
     .await;
     let dir = federation.path().to_owned();
@@ -317,7 +489,8 @@ async fn a_dead_members_replicas_move_and_come_back() {
         .ok();
     federation.members[1].restart(&dir).await;
     eventually("2/2/2 again", || async {
-        (federation.replicas("deployment/web", "/spec/replicas").await == vec![Some(2), Some(2), Some(2)]).then_some(())
+        (federation.replicas("deployment/web", "/spec/replicas").await == vec![Some(2), Some(2), Some(2)])
+            .then_some(())
     })
     .await;
 }
@@ -326,7 +499,14 @@ async fn a_dead_members_replicas_move_and_come_back() {
 async fn a_member_short_of_capacity_gets_its_overflow_moved() {
     // m1 can make only 2 pods ready: once they stay short past the capacity timeout (2 s here), its share is
     // capped and the rest placed on the others, as federation v1's estimated capacity did.
-    let federation = Federation::start_with(MEMBERS, |name| if name == "m1" { vec!["--capacity", "2"] } else { vec![] }).await;
+    let federation = Federation::start_with(MEMBERS, |name| {
+        if name == "m1" {
+            vec!["--capacity", "2"]
+        } else {
+            vec![]
+        }
+    })
+    .await;
     let preferences = r#"{"rebalance": true, "clusters": {"m1": {"weight": 4}, "*": {"weight": 1}}}"#;
     let annotations = format!("{{federation.kubernetes.io/deployment-preferences: '{preferences}'}}");
     federation.apply(&deployment("big", 12, &annotations)).await.ok();
@@ -348,7 +528,12 @@ async fn a_member_short_of_capacity_gets_its_overflow_moved() {
         (federation.replicas("deployment/big", "/spec/replicas").await == expected).then_some(())
     })
     .await;
-    let ready: i64 = federation.replicas("deployment/big", "/status/readyReplicas").await.iter().flatten().sum();
+    let ready: i64 = federation
+        .replicas("deployment/big", "/status/readyReplicas")
+        .await
+        .iter()
+        .flatten()
+        .sum();
     assert!(ready >= 2, "{ready}");
     let placed_elsewhere = capped.replicas["m2"] + capped.replicas["m3"];
     assert_eq!(placed_elsewhere, 10, "{capped:?}");

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
 /// Leader election settings (kube's `--leader-elect-*` flags).

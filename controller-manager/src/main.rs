@@ -113,7 +113,9 @@ async fn main() -> Result<()> {
     tracing::info!(metrics = %args.metrics_bind_address, "controller manager running");
     let identity = format!(
         "{}_{}",
-        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim(),
         std::process::id()
     );
     let leader = LeaderOptions {

@@ -457,12 +457,15 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
     let name = object.name_any();
     let namespace = object.namespace();
     let reference = object_ref(adapter.resource(), namespace.as_deref(), &name);
-    let value = serde_json::to_value(object)?;
+    let value = typed(adapter, serde_json::to_value(object)?);
     let copies: BTreeMap<String, Value> = ready
         .iter()
         .filter_map(|member| {
             let copy = member.store.get(&reference)?;
-            Some((member.name.clone(), serde_json::to_value(&*copy).ok()?))
+            Some((
+                member.name.clone(),
+                typed(adapter, serde_json::to_value(&*copy).ok()?),
+            ))
         })
         .collect();
     let federation_api = member_api(&fleet.federation, adapter, namespace.as_deref());
@@ -531,6 +534,7 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
                 if written == Some(hash.as_str()) && adapters::covers(current, want) {
                     continue;
                 }
+                tracing::debug!(cluster = %member.name, %name, want = %want, current = %current, "copy differs");
                 let mut update = adapter.for_update(want.clone(), current);
                 update["metadata"]["annotations"][APPLIED_HASH_ANNOTATION] = json!(hash);
                 update["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
@@ -602,6 +606,14 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
     } else {
         fleet.options.resync
     }))
+}
+
+/// An object with its `apiVersion` and `kind`, which list responses leave out of their items.
+fn typed(adapter: &dyn Adapter, mut object: Value) -> Value {
+    let resource = adapter.resource();
+    object["apiVersion"] = json!(resource.api_version);
+    object["kind"] = json!(resource.kind);
+    object
 }
 
 fn replicas(object: &Value) -> i64 {

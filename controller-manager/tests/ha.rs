@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use flotilla_api::federation::{Cluster, ClusterSpec, MANAGED_LABEL, SYSTEM_NAMESPACE, ServerAddressByClientCIDR};
+use flotilla_api::federation::{
+    Cluster, ClusterSpec, MANAGED_LABEL, SYSTEM_NAMESPACE, ServerAddressByClientCIDR,
+};
 use flotilla_conformance_tests::{Daemon, eventually};
 use flotilla_simulator::{MemberConfig, SimulatedMember};
 use k8s_openapi::ByteString;
@@ -32,37 +34,60 @@ async fn setup() -> Setup {
     let kubeconfig = dir.path().join("federation.kubeconfig");
     let config = flotilla_apiserver::Config {
         write_kubeconfig: Some(kubeconfig.clone()),
-        ..flotilla_apiserver::Config::new(flotilla_apiserver::StorageConfig::Embedded, dir.path().join("federation"))
+        ..flotilla_apiserver::Config::new(
+            flotilla_apiserver::StorageConfig::Embedded,
+            dir.path().join("federation"),
+        )
     };
     let running = flotilla_apiserver::start(config).await.unwrap();
     let federation = flotilla_simulator::client(&running.kubeconfig).await.unwrap();
     let namespaces: Api<Namespace> = Api::all(federation.clone());
-    let system: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": SYSTEM_NAMESPACE}})).unwrap();
+    let system: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": SYSTEM_NAMESPACE}})).unwrap();
     namespaces.create(&PostParams::default(), &system).await.unwrap();
     let mut members = Vec::new();
     let mut handles = Vec::new();
     for name in ["one", "two"] {
-        let member = SimulatedMember::start(MemberConfig::new(name, &dir.path().join("members"))).await.unwrap();
+        let member = SimulatedMember::start(MemberConfig::new(name, &dir.path().join("members")))
+            .await
+            .unwrap();
         let secrets: Api<Secret> = Api::namespaced(federation.clone(), SYSTEM_NAMESPACE);
         let secret = Secret {
-            metadata: ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() },
-            data: Some(BTreeMap::from([("kubeconfig".to_owned(), ByteString(member.kubeconfig.clone().into_bytes()))])),
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(
+                "kubeconfig".to_owned(),
+                ByteString(member.kubeconfig.clone().into_bytes()),
+            )])),
             ..Secret::default()
         };
         secrets.create(&PostParams::default(), &secret).await.unwrap();
         let cluster = Cluster {
-            metadata: ObjectMeta { name: Some(name.to_owned()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..ObjectMeta::default()
+            },
             spec: ClusterSpec {
                 server_address_by_client_cidrs: vec![ServerAddressByClientCIDR {
                     client_cidr: "0.0.0.0/0".to_owned(),
                     server_address: format!("https://{}", member.address),
                 }],
-                secret_ref: Some(LocalObjectReference { name: name.to_owned() }),
+                secret_ref: Some(LocalObjectReference {
+                    name: name.to_owned(),
+                }),
             },
             ..Cluster::default()
         };
-        Api::<Cluster>::all(federation.clone()).create(&PostParams::default(), &cluster).await.unwrap();
-        members.push((name.to_owned(), flotilla_simulator::client(&member.kubeconfig).await.unwrap()));
+        Api::<Cluster>::all(federation.clone())
+            .create(&PostParams::default(), &cluster)
+            .await
+            .unwrap();
+        members.push((
+            name.to_owned(),
+            flotilla_simulator::client(&member.kubeconfig).await.unwrap(),
+        ));
         handles.push(member);
     }
     Setup {
@@ -81,8 +106,14 @@ impl Setup {
         Daemon::spawn(
             Path::new(CONTROLLER_MANAGER),
             &[
-                "--kubeconfig", self.kubeconfig.to_str().unwrap(), "--metrics-bind-address", "127.0.0.1:0",
-                "--cluster-monitor-period", "500ms", "--leader-elect", &elect,
+                "--kubeconfig",
+                self.kubeconfig.to_str().unwrap(),
+                "--metrics-bind-address",
+                "127.0.0.1:0",
+                "--cluster-monitor-period",
+                "500ms",
+                "--leader-elect",
+                &elect,
             ],
             &self.dir.path().join(log),
         )
@@ -91,19 +122,33 @@ impl Setup {
 
     async fn ready(&self) {
         eventually("both members Ready", || async {
-            let list = Api::<Cluster>::all(self.federation.clone()).list(&ListParams::default()).await.ok()?;
+            let list = Api::<Cluster>::all(self.federation.clone())
+                .list(&ListParams::default())
+                .await
+                .ok()?;
             (list.items.iter().filter(|c| c.is_ready()).count() == 2).then_some(())
         })
         .await;
     }
 
     /// Flotilla's ConfigMap copies in a member: name → (resourceVersion, data).
-    async fn copies(&self, member: &kube::Client) -> BTreeMap<String, (String, Option<BTreeMap<String, String>>)> {
+    async fn copies(
+        &self,
+        member: &kube::Client,
+    ) -> BTreeMap<String, (String, Option<BTreeMap<String, String>>)> {
         let api: Api<ConfigMap> = Api::namespaced(member.clone(), "default");
-        let list = api.list(&ListParams::default().labels(&format!("{MANAGED_LABEL}=true"))).await.unwrap();
+        let list = api
+            .list(&ListParams::default().labels(&format!("{MANAGED_LABEL}=true")))
+            .await
+            .unwrap();
         list.items
             .into_iter()
-            .map(|c| (c.metadata.name.clone().unwrap(), (c.metadata.resource_version.clone().unwrap(), c.data)))
+            .map(|c| {
+                (
+                    c.metadata.name.clone().unwrap(),
+                    (c.metadata.resource_version.clone().unwrap(), c.data),
+                )
+            })
             .collect()
     }
 
@@ -138,7 +183,10 @@ async fn a_killed_controller_manager_converges_after_restart_without_rewrites() 
     for (_, member) in &setup.members {
         before.push(setup.copies(member).await);
     }
-    assert!(before[0].len() < 200 || before[1].len() < 200, "killed too late to test anything");
+    assert!(
+        before[0].len() < 200 || before[1].len() < 200,
+        "killed too late to test anything"
+    );
 
     let _second = setup.controller_manager("cm-2.log", false);
     for (index, (name, member)) in setup.members.iter().enumerate() {
@@ -149,10 +197,16 @@ async fn a_killed_controller_manager_converges_after_restart_without_rewrites() 
         .await;
         for (config, (_, data)) in &after {
             let i = config.trim_start_matches("cm-");
-            assert_eq!(data.as_ref().and_then(|d| d.get("index")).map(String::as_str), Some(i));
+            assert_eq!(
+                data.as_ref().and_then(|d| d.get("index")).map(String::as_str),
+                Some(i)
+            );
         }
         for (config, (version, _)) in &before[index] {
-            assert_eq!(&after[config].0, version, "{config} in {name} was written again after the restart");
+            assert_eq!(
+                &after[config].0, version,
+                "{config} in {name} was written again after the restart"
+            );
         }
     }
 }
@@ -185,7 +239,11 @@ async fn the_leaders_death_hands_over_within_15_seconds() {
         before.push(setup.copies(member).await);
     }
 
-    let (dead, survivor) = if leader.ends_with(&format!("_{}", a.id().unwrap())) { (a, b) } else { (b, a) };
+    let (dead, survivor) = if leader.ends_with(&format!("_{}", a.id().unwrap())) {
+        (a, b)
+    } else {
+        (b, a)
+    };
     dead.kill().await.unwrap();
     let killed = Instant::now();
     let new_leader = eventually("another leader", || async {
@@ -193,7 +251,11 @@ async fn the_leaders_death_hands_over_within_15_seconds() {
     })
     .await;
     assert!(new_leader.ends_with(&format!("_{}", survivor.id().unwrap())));
-    assert!(killed.elapsed() <= Duration::from_secs(15), "handover took {:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() <= Duration::from_secs(15),
+        "handover took {:?}",
+        killed.elapsed()
+    );
 
     setup.create_config_maps("after", 5).await;
     for (index, (name, member)) in setup.members.iter().enumerate() {

@@ -18,7 +18,9 @@ pub const KUBECTL: &str = "1.33";
 /// Runs the `flotilla` CLI to completion.
 pub async fn flotilla(args: &[&str]) -> Output {
     let command = tokio::process::Command::new(FLOTILLA);
-    run_command(command, args, None, &[], "flotilla").await.expect("flotilla runs")
+    run_command(command, args, None, &[], "flotilla")
+        .await
+        .expect("flotilla runs")
 }
 
 /// Waits until the server of `kubeconfig` answers `/readyz`.
@@ -27,7 +29,9 @@ pub async fn wait_serving(kubeconfig: &Path, dir: &Path) {
         if !kubeconfig.exists() {
             return None;
         }
-        let out = kubectl_at(kubeconfig, dir, KUBECTL, &["get", "--raw", "/readyz"], None, &[]).await.ok()?;
+        let out = kubectl_at(kubeconfig, dir, KUBECTL, &["get", "--raw", "/readyz"], None, &[])
+            .await
+            .ok()?;
         out.success.then_some(())
     })
     .await;
@@ -59,11 +63,23 @@ impl Member {
         let port = self.port.to_string();
         let members = dir.join("members");
         let mut args: Vec<&str> = vec![
-            "member", "--name", &self.name, "--port", &port,
-            "--data-dir", members.to_str().unwrap(), "--ready-delay", "200ms",
+            "member",
+            "--name",
+            &self.name,
+            "--port",
+            &port,
+            "--data-dir",
+            members.to_str().unwrap(),
+            "--ready-delay",
+            "200ms",
         ];
         args.extend(self.extra.iter().map(String::as_str));
-        let daemon = Daemon::spawn(Path::new(FLOTILLA), &args, &dir.join(format!("{}.log", self.name))).unwrap();
+        let daemon = Daemon::spawn(
+            Path::new(FLOTILLA),
+            &args,
+            &dir.join(format!("{}.log", self.name)),
+        )
+        .unwrap();
         wait_serving(&self.kubeconfig, dir).await;
         self.daemon = Some(daemon);
     }
@@ -95,7 +111,10 @@ impl Federation {
     }
 
     /// Like [`Federation::start`], with extra `flotilla member` flags per member.
-    pub async fn start_with(members: &[(&str, &str)], member_flags: impl Fn(&str) -> Vec<&'static str>) -> Federation {
+    pub async fn start_with(
+        members: &[(&str, &str)],
+        member_flags: impl Fn(&str) -> Vec<&'static str>,
+    ) -> Federation {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         let fed_dir = dir.join("federation");
@@ -104,9 +123,17 @@ impl Federation {
         let up = Daemon::spawn(
             Path::new(FLOTILLA),
             &[
-                "up", "--data-dir", fed_dir.to_str().unwrap(), "--port", "0",
-                "--cluster-monitor-period", &period, "--cluster-failure-threshold", &threshold,
-                "--capacity-timeout", "2s",
+                "up",
+                "--data-dir",
+                fed_dir.to_str().unwrap(),
+                "--port",
+                "0",
+                "--cluster-monitor-period",
+                &period,
+                "--cluster-failure-threshold",
+                &threshold,
+                "--capacity-timeout",
+                "2s",
             ],
             &dir.join("up.log"),
         )
@@ -122,8 +149,14 @@ impl Federation {
         for (name, labels) in members {
             let member = Member::start(name, &dir, &member_flags(name)).await;
             let out = flotilla(&[
-                "join", name, "--kubeconfig", federation.kubeconfig.to_str().unwrap(),
-                "--cluster-kubeconfig", member.kubeconfig.to_str().unwrap(), "--labels", labels,
+                "join",
+                name,
+                "--kubeconfig",
+                federation.kubeconfig.to_str().unwrap(),
+                "--cluster-kubeconfig",
+                member.kubeconfig.to_str().unwrap(),
+                "--labels",
+                labels,
             ])
             .await;
             assert!(out.success, "join {name}: {}", out.stderr);
@@ -144,23 +177,44 @@ impl Federation {
 
     /// kubectl against the federation.
     pub async fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl_at(&self.kubeconfig, self.path(), KUBECTL, args, None, &[]).await.unwrap()
-    }
-
-    /// kubectl against the federation with `stdin`.
-    pub async fn apply(&self, manifest: &str) -> Output {
-        kubectl_at(&self.kubeconfig, self.path(), KUBECTL, &["apply", "-f", "-"], Some(manifest), &[])
+        kubectl_at(&self.kubeconfig, self.path(), KUBECTL, args, None, &[])
             .await
             .unwrap()
     }
 
+    /// kubectl against the federation with `stdin`.
+    pub async fn apply(&self, manifest: &str) -> Output {
+        kubectl_at(
+            &self.kubeconfig,
+            self.path(),
+            KUBECTL,
+            &["apply", "-f", "-"],
+            Some(manifest),
+            &[],
+        )
+        .await
+        .unwrap()
+    }
+
     pub fn member(&self, name: &str) -> &Member {
-        self.members.iter().find(|m| m.name == name).expect("a member of this name")
+        self.members
+            .iter()
+            .find(|m| m.name == name)
+            .expect("a member of this name")
     }
 
     /// kubectl against one member.
     pub async fn in_member(&self, name: &str, args: &[&str]) -> Output {
-        kubectl_at(&self.member(name).kubeconfig, self.path(), KUBECTL, args, None, &[]).await.unwrap()
+        kubectl_at(
+            &self.member(name).kubeconfig,
+            self.path(),
+            KUBECTL,
+            args,
+            None,
+            &[],
+        )
+        .await
+        .unwrap()
     }
 
     /// An object of a member as JSON, or `None` when it has none.
