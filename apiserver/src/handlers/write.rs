@@ -249,7 +249,9 @@ async fn update_with(
         let wanted = compute(&current)?;
         let mut new = match ctx.subresource {
             Some(Subresource::Scale) => {
-                let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
+                // `ScaleSpec.replicas` is a Go value with `omitempty`, so absent is zero, as kube reads it: a Go
+                // client scaling to zero sends `"spec": {}` in JSON, and the protobuf decoder drops the zero alike.
+                let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
                 let mut new = current.clone();
                 let spec = new
                     .as_object_mut()
