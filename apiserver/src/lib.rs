@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod patch;
+mod protobuf;
 pub mod status;
 pub mod tls;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{FLOTILLA, KUBECTL, PLUGIN, flotilla, wait_serving};
-use flotilla_conformance_tests::{Daemon, Output, eventually, kubectl_at, run_command};
+use flotilla_conformance_tests::{Daemon, eventually, kubectl_at, run_command};
 use flotilla_storage::testing::free_port;
 
 /// Probe settings of the federation under test: NotReady within period × threshold + one period.

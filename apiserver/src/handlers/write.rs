@@ -33,18 +33,20 @@ fn content_type(ctx: &Ctx) -> String {
         .unwrap_or_default()
 }
 
-/// Decodes a request body holding an object (JSON; no Content-Type is JSON, as for the Python client).
+/// Decodes a request body holding an object: JSON (also without a Content-Type, as the Python client sends it)
+/// or Kubernetes protobuf (kubectl 1.32+).
 fn decode_body(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
-    match content_type(ctx).as_str() {
-        "" | "application/json" | "*/*" => {}
+    let object: Value = match content_type(ctx).as_str() {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?,
+        crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(body)
+            .map_err(|e| ApiError::BadRequest(format!("the protobuf body could not be decoded: {e}")))?,
         _ => {
             return Err(ApiError::UnsupportedMediaType {
-                accepted: "application/json",
+                accepted: "application/json, application/vnd.kubernetes.protobuf",
             });
         }
-    }
-    let object: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?;
+    };
     if !object.is_object() {
         return Err(ApiError::BadRequest(
             "the request body must be a JSON object".to_owned(),
@@ -254,7 +256,9 @@ async fn update_with(
         let wanted = compute(&current)?;
         let mut new = match ctx.subresource {
             Some(Subresource::Scale) => {
-                let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
+                // `ScaleSpec.replicas` is a Go value with `omitempty`, so absent is zero, as kube reads it: a Go
+                // client scaling to zero sends `"spec": {}` in JSON, and the protobuf decoder drops the zero alike.
+                let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
                 let mut new = current.clone();
                 let spec = new
                     .as_object_mut()

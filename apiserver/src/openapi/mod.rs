@@ -5,7 +5,7 @@
 //! Everything is generated once per process from the resource table and the Rust types ([`definitions`],
 //! [`paths`]), then served with an `ETag` so that re-fetches get 304; no upstream spec file is involved.
 
-mod definitions;
+pub(crate) mod definitions;
 mod gnostic;
 mod paths;
 

@@ -1,8 +1,8 @@
 //! Real kubectl against the federation apiserver: the commands users and pipelines run.
 //!
 //! `kubectl apply`, `create -f`, `edit`, `diff` and `explain` need the OpenAPI documents and are not covered
-//! here yet; neither are the protobuf bodies of kubectl 1.32+ `create <generator>` (this suite creates with
-//! 1.27–1.31, which send JSON).
+//! here yet. This suite creates with 1.27–1.31, which send JSON; `protobuf.rs` covers the protobuf bodies of
+//! kubectl 1.32+ `create <generator>`.
 
 use std::time::Duration;
 

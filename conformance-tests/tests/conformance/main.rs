@@ -5,6 +5,7 @@ mod apply;
 mod errors;
 mod kube_rs;
 mod kubectl;
+mod protobuf;
 mod python;
 
 /// Instantiates each scenario `async fn name(Backend)` once per storage backend.
