@@ -49,7 +49,8 @@ pub fn config(
 /// A member's load-balancer range, `172.16.0.0/12` split by a hash of its name, so that members started
 /// separately still hand out distinct addresses.
 fn load_balancer_prefix(name: &str) -> [u8; 3] {
-    let hash = flotilla_controller_manager::planner::fnv1_32(name.as_bytes());
+    // FNV-1's last step only changes the low byte: mix before taking the high ones (`member-1`, `member-2`).
+    let hash = flotilla_controller_manager::planner::fnv1_32(name.as_bytes()).wrapping_mul(0x9e37_79b1);
     let [a, b, _, _] = hash.to_be_bytes();
     [172, 16 + (a % 16), b]
 }

@@ -358,11 +358,13 @@ async fn orphaned_copies_stay_and_drift_is_put_back() {
         .kubectl(&["create", "configmap", "watched", "--from-literal=a=1"])
         .await
         .ok();
-    eventually("both in m2", || async {
-        federation.member_object("m2", &["configmap/watched"]).await?;
-        federation.member_object("m2", &["configmap/kept"]).await
-    })
-    .await;
+    for (member, _) in MEMBERS {
+        eventually(&format!("both in {member}"), || async {
+            federation.member_object(member, &["configmap/watched"]).await?;
+            federation.member_object(member, &["configmap/kept"]).await
+        })
+        .await;
+    }
     federation
         .kubectl(&["delete", "configmap", "kept", "--cascade=orphan"])
         .await
@@ -373,8 +375,26 @@ async fn orphaned_copies_stay_and_drift_is_put_back() {
     .await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     for (member, _) in MEMBERS {
-        let kept = federation.member_object(member, &["configmap/kept"]).await;
-        assert!(kept.is_some(), "--cascade=orphan deleted the copy in {member}");
+        let kept = federation
+            .in_member(member, &["get", "configmap", "kept", "-o", "json"])
+            .await;
+        assert!(
+            kept.success,
+            "--cascade=orphan deleted the copy in {member}: {}\n{}",
+            kept.stderr,
+            federation
+                .up_log()
+                .lines()
+                .filter(|l| l.contains("kept"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert!(
+            kept.json()["metadata"]["labels"]
+                .get(flotilla_api::federation::MANAGED_LABEL)
+                .is_none(),
+            "released"
+        );
     }
     // Someone edits a copy in a member: Flotilla puts it back.
     federation

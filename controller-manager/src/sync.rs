@@ -101,6 +101,8 @@ pub struct Fleet {
     clusters: Store<Cluster>,
     adapters: Vec<Arc<dyn Adapter>>,
     caches: RwLock<BTreeMap<String, MemberCache>>,
+    /// Ready members no client could be built for (their credentials are broken): planned without.
+    unreachable: RwLock<BTreeSet<String>>,
     triggers: Vec<mpsc::UnboundedSender<ObjectRef<DynamicObject>>>,
     resync_all: Vec<mpsc::UnboundedSender<()>>,
     federation_stores: OnceLock<Vec<Store<DynamicObject>>>,
@@ -172,6 +174,7 @@ pub async fn run(
         clusters,
         adapters: adapters.clone(),
         caches: RwLock::new(BTreeMap::new()),
+        unreachable: RwLock::new(BTreeSet::new()),
         triggers,
         resync_all,
         federation_stores: OnceLock::new(),
@@ -245,6 +248,7 @@ async fn maintain(fleet: Arc<Fleet>) {
             }
             match fleet.members.client(cluster).await {
                 Ok(client) => {
+                    fleet.unreachable.write().expect("not poisoned").remove(name);
                     let cache = start_cache(&fleet, name, client, fleet.members.fingerprint(cluster), labels);
                     fleet
                         .caches
@@ -253,7 +257,14 @@ async fn maintain(fleet: Arc<Fleet>) {
                         .insert(name.clone(), cache);
                     started = true;
                 }
-                Err(err) => tracing::warn!(cluster = %name, error = %err, "no client for a Ready member"),
+                Err(err) => {
+                    tracing::warn!(cluster = %name, error = %err, "no client for a Ready member");
+                    fleet
+                        .unreachable
+                        .write()
+                        .expect("not poisoned")
+                        .insert(name.clone());
+                }
             }
         }
         let view: BTreeMap<String, BTreeMap<String, String>> = {
@@ -365,6 +376,22 @@ async fn sweep(fleet: &Arc<Fleet>) {
     for (cluster, client, index, copy) in deletions {
         let adapter = &fleet.adapters[index];
         let api = member_api(&client, adapter.as_ref(), copy.namespace().as_deref());
+        // The caches may lag: the copy may have just been released (orphaned) or its federation object
+        // re-created. Only a copy that is still Flotilla's and whose object is really gone goes.
+        // The federation object first: once it is gone, a release (orphaning) has already happened.
+        let federated = member_api(&fleet.federation, adapter.as_ref(), copy.namespace().as_deref());
+        if !matches!(federated.get_opt(&copy.name_any()).await, Ok(None)) {
+            continue;
+        }
+        let still_ours = api
+            .get_opt(&copy.name_any())
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|live| live.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true"));
+        if !still_ours {
+            continue;
+        }
         tracing::info!(%cluster, kind = %adapter.resource().kind, object = %copy.name_any(), "deleting a copy whose federation object is gone");
         let _ = api.delete(&copy.name_any(), &DeleteParams::background()).await;
     }
@@ -381,6 +408,20 @@ impl Fleet {
     /// The Ready members whose caches of type `index` are synced; `None` while one of them is not synced yet.
     fn ready(&self, index: usize) -> Option<Vec<Ready>> {
         let caches = self.caches.read().expect("not poisoned");
+        // Plan only with every Ready member in view: a member whose cache is not started yet would otherwise
+        // look absent, and its share would be placed elsewhere (and kept there without rebalance).
+        let unreachable = self.unreachable.read().expect("not poisoned");
+        let behind = self.clusters.state().iter().any(|cluster| {
+            cluster.is_ready()
+                && cluster
+                    .metadata
+                    .name
+                    .as_ref()
+                    .is_some_and(|name| !caches.contains_key(name) && !unreachable.contains(name))
+        });
+        if behind {
+            return None;
+        }
         let mut ready = Vec::new();
         for (name, cache) in caches.iter() {
             if !cache.synced[index].load(Ordering::Relaxed) {
@@ -785,7 +826,8 @@ async fn delete(
     let namespace = object.namespace();
     let orphan = finalizers.iter().any(|f| f == "orphan");
     let mut pending = BTreeSet::new();
-    for member in ready.iter().filter(|m| copies.contains_key(&m.name)) {
+    // Every Ready member, not only those whose cache shows a copy: a cache may lag behind a copy just made.
+    for member in ready {
         let api = member_api(&member.client, adapter, namespace.as_deref());
         let result = if orphan {
             let release = json!({"metadata": {"labels": {MANAGED_LABEL: null}}});
@@ -793,7 +835,9 @@ async fn delete(
                 .await
                 .map(drop)
         } else {
-            pending.insert(member.name.clone());
+            if copies.contains_key(&member.name) {
+                pending.insert(member.name.clone());
+            }
             api.delete(&name, &DeleteParams::background()).await.map(drop)
         };
         match result {

@@ -71,6 +71,9 @@ pub fn build() -> (Vec<ServedKind>, Map<String, Value>) {
     generator.subschema_for::<meta::ListMeta>();
     generator.subschema_for::<autoscaling::v1::Scale>();
     let mut definitions = generator.take_definitions(false);
+    for schema in definitions.values_mut() {
+        without_null_types(schema);
+    }
     for kind in &kinds {
         definitions.insert(kind.list_definition.clone(), list_schema(kind));
     }
@@ -92,6 +95,42 @@ pub fn build() -> (Vec<ServedKind>, Map<String, Value>) {
     );
     apply_extensions(&mut definitions);
     (kinds, definitions)
+}
+
+/// Optional fields are simply not required in kube's schemas: schemars writes `Option<T>` as
+/// `"type": [T, "null"]` (or `anyOf` with a null schema), which kubectl rejects ("definitions with multiple
+/// types aren't supported"). Only Flotilla's own types have them; k8s-openapi's schemas have none.
+fn without_null_types(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Array(types)) = map.get("type") {
+                let rest: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+                if rest.len() == 1 {
+                    map.insert("type".to_owned(), rest[0].clone());
+                }
+            }
+            if let Some(Value::Array(options)) = map.get("anyOf") {
+                let rest: Vec<Value> = options
+                    .iter()
+                    .filter(|o| o.get("type") != Some(&json!("null")))
+                    .cloned()
+                    .collect();
+                if rest.len() == 1 {
+                    map.remove("anyOf");
+                    if let Value::Object(only) = &rest[0] {
+                        for (key, value) in only {
+                            map.entry(key.clone()).or_insert_with(|| value.clone());
+                        }
+                    }
+                }
+            }
+            for value in map.values_mut() {
+                without_null_types(value);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_null_types),
+        _ => {}
+    }
 }
 
 fn list_schema(kind: &ServedKind) -> Value {
@@ -190,6 +229,9 @@ mod tests {
         );
         assert!(definitions.contains_key("io.k8s.api.apps.v1.DeploymentList"));
         assert!(definitions.contains_key(LIST_META));
+        let text =
+            serde_json::to_string(&definitions["io.flotilla.federation.v1beta1.ClusterCondition"]).unwrap();
+        assert!(!text.contains("null"), "kubectl rejects null types: {text}");
         let text = serde_json::to_string(&definitions).unwrap();
         for reference in text.split("\"$ref\":\"").skip(1) {
             let target = reference.split('"').next().unwrap();
