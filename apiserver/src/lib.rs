@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod patch;
 mod protobuf;
 pub mod status;
+pub mod table;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -396,6 +396,35 @@ async fn orphaned_copies_stay_and_drift_is_put_back() {
             "released"
         );
     }
+    // Foreground deletion finishes (federation v1's hung forever) and removes the copies.
+    federation
+        .kubectl(&["create", "configmap", "foreground", "--from-literal=a=1"])
+        .await
+        .ok();
+    eventually("the foreground copy in m3", || async {
+        federation.member_object("m3", &["configmap/foreground"]).await
+    })
+    .await;
+    federation
+        .kubectl(&[
+            "delete",
+            "configmap",
+            "foreground",
+            "--cascade=foreground",
+            "--timeout=30s",
+        ])
+        .await
+        .ok();
+    for (member, _) in MEMBERS {
+        eventually(&format!("the foreground copy gone from {member}"), || async {
+            federation
+                .member_object(member, &["configmap/foreground"])
+                .await
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
     // Someone edits a copy in a member: Flotilla puts it back.
     federation
         .in_member(

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -17,6 +18,9 @@ pub struct Metrics {
     pub member_writes: Counter,
     pub ready_members: Gauge,
     pub is_leader: Gauge,
+    /// 1 per Ready member, 0 otherwise, by cluster.
+    pub cluster_ready: Family<Vec<(String, String)>, Gauge>,
+    pub queue_depth: Gauge,
 }
 
 impl Default for Metrics {
@@ -46,6 +50,18 @@ impl Default for Metrics {
             "Member clusters that are Ready and whose caches are synced",
             ready_members.clone(),
         );
+        let cluster_ready = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "cluster_ready",
+            "1 when the member cluster is Ready, 0 when it is not",
+            cluster_ready.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "sync_queue_depth",
+            "Federation objects changed since their last successful reconcile (the work queue's backlog)",
+            queue_depth.clone(),
+        );
         let is_leader = Gauge::default();
         registry.register(
             "leader",
@@ -59,6 +75,8 @@ impl Default for Metrics {
             member_writes,
             ready_members,
             is_leader,
+            cluster_ready,
+            queue_depth,
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct Fleet {
     clusters: Store<Cluster>,
     adapters: Vec<Arc<dyn Adapter>>,
     caches: RwLock<BTreeMap<String, MemberCache>>,
+    /// The resourceVersion each federation object was last reconciled at, by (type, key): the backlog metric.
+    reconciled: std::sync::Mutex<std::collections::HashMap<(usize, String), String>>,
     /// Ready members no client could be built for (their credentials are broken): planned without.
     unreachable: RwLock<BTreeSet<String>>,
     triggers: Vec<mpsc::UnboundedSender<ObjectRef<DynamicObject>>>,
@@ -132,6 +134,10 @@ fn object_ref(resource: &ApiResource, namespace: Option<&str>, name: &str) -> Ob
         Some(ns) => reference.within(ns),
         None => reference,
     }
+}
+
+fn object_key(object: &DynamicObject) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 
 /// Whether an object stays in the federation: the local namespaces and everything in them.
@@ -174,6 +180,7 @@ pub async fn run(
         clusters,
         adapters: adapters.clone(),
         caches: RwLock::new(BTreeMap::new()),
+        reconciled: std::sync::Mutex::new(std::collections::HashMap::new()),
         unreachable: RwLock::new(BTreeSet::new()),
         triggers,
         resync_all,
@@ -223,6 +230,27 @@ async fn maintain(fleet: Arc<Fleet>) {
         tick.tick().await;
         rounds += 1;
         let clusters: Vec<Arc<Cluster>> = fleet.clusters.state();
+        fleet.metrics.cluster_ready.clear();
+        for cluster in &clusters {
+            let name = cluster.metadata.name.clone().unwrap_or_default();
+            fleet
+                .metrics
+                .cluster_ready
+                .get_or_create(&vec![("cluster".to_owned(), name)])
+                .set(i64::from(cluster.is_ready()));
+        }
+        if let Some(stores) = fleet.federation_stores.get() {
+            let reconciled = fleet.reconciled.lock().expect("not poisoned");
+            let backlog = stores
+                .iter()
+                .enumerate()
+                .flat_map(|(index, store)| store.state().into_iter().map(move |o| (index, o)))
+                .filter(|(index, object)| {
+                    reconciled.get(&(*index, object_key(object))) != object.metadata.resource_version.as_ref()
+                })
+                .count();
+            fleet.metrics.queue_depth.set(backlog as i64);
+        }
         let ready: BTreeMap<String, Arc<Cluster>> = clusters
             .into_iter()
             .filter(|c| c.is_ready())
@@ -479,10 +507,26 @@ async fn reconcile(
     let (fleet, index) = (&context.0, context.1);
     let adapter = fleet.adapters[index].as_ref();
     if is_local(adapter, &object) {
+        if let Some(version) = object.metadata.resource_version.clone() {
+            fleet
+                .reconciled
+                .lock()
+                .expect("not poisoned")
+                .insert((index, object_key(&object)), version);
+        }
         return Ok(Action::await_change());
     }
     let started = std::time::Instant::now();
     let result = sync(fleet, index, &object).await;
+    if result.is_ok()
+        && let Some(version) = object.metadata.resource_version.clone()
+    {
+        fleet
+            .reconciled
+            .lock()
+            .expect("not poisoned")
+            .insert((index, object_key(&object)), version);
+    }
     fleet
         .metrics
         .reconcile_seconds

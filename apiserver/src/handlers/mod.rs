@@ -97,6 +97,34 @@ impl Ctx {
     }
 }
 
+/// A LIST response turned into a Table (server-side printing for `kubectl get`).
+async fn as_table(ctx: &Ctx, list: Response, version: &str) -> Result<Response, ApiError> {
+    if !list.status().is_success() {
+        return Ok(list);
+    }
+    let body = list
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot read the list: {e}")))?
+        .to_bytes();
+    let list: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Internal(format!("the list is not JSON: {e}")))?;
+    // List items carry no apiVersion and kind; rows with whole objects do.
+    let mut items = list["items"].as_array().cloned().unwrap_or_default();
+    for item in &mut items {
+        crate::object::set_type(item, ctx.resource, &ctx.version);
+    }
+    let include = ctx.param("includeObject").unwrap_or("Metadata");
+    Ok(json_response(crate::table::table(
+        ctx.resource,
+        &items,
+        list["metadata"].clone(),
+        include,
+        version,
+    )))
+}
+
 /// Serves every path under `/api/` and `/apis/` that is not discovery.
 pub async fn resource_request(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
     match dispatch(server, request).await {
@@ -121,9 +149,32 @@ async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, 
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let ctx = context(server, &target, query, parts.headers)?;
     let is_watch = matches!(ctx.param("watch"), Some("true" | "1"));
+    let table = ctx
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::table::requested)
+        .filter(|_| ctx.subresource.is_none());
     match (&parts.method, ctx.name.is_some()) {
         (&Method::GET, false) if is_watch => watch::watch(ctx).await,
+        (&Method::GET, false) if table.is_some() => {
+            let list = read::list(&ctx).await?;
+            as_table(&ctx, list, table.unwrap_or("v1")).await
+        }
         (&Method::GET, false) => read::list(&ctx).await,
+        (&Method::GET, true) if table.is_some() => {
+            let object = read::get(&ctx).await?;
+            let metadata =
+                serde_json::json!({"resourceVersion": object.pointer("/metadata/resourceVersion")});
+            let include = ctx.param("includeObject").unwrap_or("Metadata").to_owned();
+            Ok(json_response(crate::table::table(
+                ctx.resource,
+                &[object],
+                metadata,
+                &include,
+                table.unwrap_or("v1"),
+            )))
+        }
         (&Method::GET, true) => read::get(&ctx).await.map(json_response),
         (&Method::POST, false) => write::create(&ctx, &body)
             .await

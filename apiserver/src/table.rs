@@ -1,0 +1,585 @@
+//! Server-side printing: `Accept: application/json;as=Table;v=v1;g=meta.k8s.io` turns a GET or LIST into a
+//! `meta.k8s.io` Table with the columns kube-apiserver prints for each type (what `kubectl get` shows), rows
+//! carrying the object's metadata (`includeObject=Metadata`, the default), the whole object (`Object`) or
+//! nothing (`None`). Types without columns of their own get kube's default: NAME and CREATED AT.
+
+use flotilla_api::resources::Resource;
+use serde_json::{Value, json};
+
+/// The Table version the Accept header asks for (`v1` or `v1beta1`), if any.
+pub fn requested(accept: &str) -> Option<&'static str> {
+    accept.split(',').find_map(|media| {
+        let params: Vec<&str> = media.split(';').map(str::trim).collect();
+        let has = |p: &str| params.contains(&p);
+        if !(has("as=Table") && has("g=meta.k8s.io")) {
+            return None;
+        }
+        if has("v=v1") {
+            Some("v1")
+        } else if has("v=v1beta1") {
+            Some("v1beta1")
+        } else {
+            None
+        }
+    })
+}
+
+/// One column: its definition and how to read its cell from an object.
+struct Column {
+    name: &'static str,
+    kind: &'static str,
+    format: &'static str,
+    priority: u8,
+    description: &'static str,
+    cell: fn(&Value) -> Value,
+}
+
+fn s(value: &Value, pointer: &str) -> String {
+    match value.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn i(value: &Value, pointer: &str) -> i64 {
+    value.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn or_none(text: String) -> String {
+    if text.is_empty() {
+        "<none>".to_owned()
+    } else {
+        text
+    }
+}
+
+/// kube's `HumanDuration`, as the AGE column prints it.
+pub fn human_duration(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".to_owned();
+    }
+    let seconds = seconds.max(0);
+    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
+    if seconds < 120 {
+        format!("{seconds}s")
+    } else if minutes < 10 {
+        let rest = seconds % 60;
+        if rest == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{rest}s")
+        }
+    } else if minutes < 180 {
+        format!("{minutes}m")
+    } else if hours < 8 {
+        let rest = minutes % 60;
+        if rest == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{rest}m")
+        }
+    } else if hours < 48 {
+        format!("{hours}h")
+    } else if hours < 192 {
+        let rest = hours % 24;
+        if rest == 0 {
+            format!("{days}d")
+        } else {
+            format!("{days}d{rest}h")
+        }
+    } else if days < 365 * 2 {
+        format!("{days}d")
+    } else {
+        let years = days / 365;
+        let rest = days % 365;
+        if years < 8 && rest > 0 {
+            format!("{years}y{rest}d")
+        } else {
+            format!("{years}y")
+        }
+    }
+}
+
+fn age_since(timestamp: &str) -> String {
+    match timestamp.parse::<jiff::Timestamp>() {
+        Ok(at) => human_duration(jiff::Timestamp::now().as_second() - at.as_second()),
+        Err(_) => "<unknown>".to_owned(),
+    }
+}
+
+fn name(object: &Value) -> Value {
+    json!(s(object, "/metadata/name"))
+}
+
+fn age(object: &Value) -> Value {
+    json!(age_since(&s(object, "/metadata/creationTimestamp")))
+}
+
+const NAME: Column = Column {
+    name: "Name",
+    kind: "string",
+    format: "name",
+    priority: 0,
+    description: "Name must be unique within a namespace.",
+    cell: name,
+};
+
+const AGE: Column = Column {
+    name: "Age",
+    kind: "string",
+    format: "",
+    priority: 0,
+    description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
+    cell: age,
+};
+
+const fn col(name: &'static str, kind: &'static str, priority: u8, cell: fn(&Value) -> Value) -> Column {
+    Column {
+        name,
+        kind,
+        format: "",
+        priority,
+        description: "",
+        cell,
+    }
+}
+
+fn condition_status(object: &Value, type_: &str) -> Option<String> {
+    object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str().map(str::to_owned))
+}
+
+fn containers(object: &Value, field: &str) -> Value {
+    let list: Vec<String> = object
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| s(c, &format!("/{field}")))
+        .collect();
+    json!(list.join(","))
+}
+
+fn selector(object: &Value) -> Value {
+    let labels: Vec<String> = object
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    json!(or_none(labels.join(",")))
+}
+
+fn service_ports(object: &Value) -> Value {
+    let ports: Vec<String> = object
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+            match p.get("nodePort").and_then(Value::as_i64) {
+                Some(node) => format!("{}:{node}/{protocol}", i(p, "/port")),
+                None => format!("{}/{protocol}", i(p, "/port")),
+            }
+        })
+        .collect();
+    json!(or_none(ports.join(",")))
+}
+
+fn load_balancer(object: &Value) -> String {
+    let addresses: Vec<String> = object
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|entry| {
+            entry
+                .get("ip")
+                .or_else(|| entry.get("hostname"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    addresses.join(",")
+}
+
+/// The columns kube-apiserver prints for a resource.
+fn columns(resource: &Resource) -> Vec<Column> {
+    match (resource.group, resource.plural) {
+        ("federation", "clusters") => vec![
+            NAME,
+            col("Ready", "string", 0, |o| {
+                json!(condition_status(o, "Ready").unwrap_or_else(|| "Unknown".to_owned()))
+            }),
+            AGE,
+        ],
+        ("", "namespaces") => vec![
+            NAME,
+            col("Status", "string", 0, |o| json!(s(o, "/status/phase"))),
+            AGE,
+        ],
+        ("", "configmaps") => vec![
+            NAME,
+            col("Data", "integer", 0, |o| {
+                let count = |f: &str| o.get(f).and_then(Value::as_object).map_or(0, |m| m.len());
+                json!(count("data") + count("binaryData"))
+            }),
+            AGE,
+        ],
+        ("", "secrets") => vec![
+            NAME,
+            col("Type", "string", 0, |o| json!(s(o, "/type"))),
+            col("Data", "integer", 0, |o| {
+                json!(o.get("data").and_then(Value::as_object).map_or(0, |m| m.len()))
+            }),
+            AGE,
+        ],
+        ("", "services") => vec![
+            NAME,
+            col("Type", "string", 0, |o| {
+                json!(or_default(s(o, "/spec/type"), "ClusterIP"))
+            }),
+            col("Cluster-IP", "string", 0, |o| {
+                json!(or_none(s(o, "/spec/clusterIP")))
+            }),
+            col("External-IP", "string", 0, |o| {
+                let external = load_balancer(o);
+                json!(if external.is_empty() {
+                    if s(o, "/spec/type") == "LoadBalancer" {
+                        "<pending>".to_owned()
+                    } else {
+                        "<none>".to_owned()
+                    }
+                } else {
+                    external
+                })
+            }),
+            col("Port(s)", "string", 0, service_ports),
+            AGE,
+            col("Selector", "string", 1, |o| {
+                let labels: Vec<String> = o
+                    .pointer("/spec/selector")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                json!(or_none(labels.join(",")))
+            }),
+        ],
+        ("", "nodes") => vec![
+            NAME,
+            col("Status", "string", 0, |o| {
+                json!(match condition_status(o, "Ready").as_deref() {
+                    Some("True") => "Ready",
+                    _ => "NotReady",
+                })
+            }),
+            col("Roles", "string", 0, |_| json!("<none>")),
+            AGE,
+            col("Version", "string", 0, |o| {
+                json!(s(o, "/status/nodeInfo/kubeletVersion"))
+            }),
+        ],
+        ("apps", "deployments") => vec![
+            NAME,
+            col("Ready", "string", 0, |o| {
+                json!(format!("{}/{}", i(o, "/status/readyReplicas"), replicas(o)))
+            }),
+            col("Up-to-date", "integer", 0, |o| {
+                json!(i(o, "/status/updatedReplicas"))
+            }),
+            col("Available", "integer", 0, |o| {
+                json!(i(o, "/status/availableReplicas"))
+            }),
+            AGE,
+            col("Containers", "string", 1, |o| containers(o, "name")),
+            col("Images", "string", 1, |o| containers(o, "image")),
+            col("Selector", "string", 1, selector),
+        ],
+        ("apps", "replicasets") => vec![
+            NAME,
+            col("Desired", "integer", 0, |o| json!(replicas(o))),
+            col("Current", "integer", 0, |o| json!(i(o, "/status/replicas"))),
+            col("Ready", "integer", 0, |o| json!(i(o, "/status/readyReplicas"))),
+            AGE,
+            col("Containers", "string", 1, |o| containers(o, "name")),
+            col("Images", "string", 1, |o| containers(o, "image")),
+            col("Selector", "string", 1, selector),
+        ],
+        ("apps", "daemonsets") => vec![
+            NAME,
+            col("Desired", "integer", 0, |o| {
+                json!(i(o, "/status/desiredNumberScheduled"))
+            }),
+            col("Current", "integer", 0, |o| {
+                json!(i(o, "/status/currentNumberScheduled"))
+            }),
+            col("Ready", "integer", 0, |o| json!(i(o, "/status/numberReady"))),
+            col("Up-to-date", "integer", 0, |o| {
+                json!(i(o, "/status/updatedNumberScheduled"))
+            }),
+            col("Available", "integer", 0, |o| {
+                json!(i(o, "/status/numberAvailable"))
+            }),
+            col("Node Selector", "string", 0, |o| {
+                let labels: Vec<String> = o
+                    .pointer("/spec/template/spec/nodeSelector")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                json!(or_none(labels.join(",")))
+            }),
+            AGE,
+        ],
+        ("batch", "jobs") => vec![
+            NAME,
+            col("Status", "string", 0, |o| {
+                json!(if condition_status(o, "Failed").as_deref() == Some("True") {
+                    "Failed"
+                } else if condition_status(o, "Complete").as_deref() == Some("True") {
+                    "Complete"
+                } else if condition_status(o, "Suspended").as_deref() == Some("True") {
+                    "Suspended"
+                } else {
+                    "Running"
+                })
+            }),
+            col("Completions", "string", 0, |o| {
+                let completions = o.pointer("/spec/completions").and_then(Value::as_i64);
+                json!(match completions {
+                    Some(c) => format!("{}/{c}", i(o, "/status/succeeded")),
+                    None => format!("{}/1", i(o, "/status/succeeded")),
+                })
+            }),
+            col("Duration", "string", 0, |o| {
+                let start = s(o, "/status/startTime");
+                if start.is_empty() {
+                    return json!("");
+                }
+                let end = s(o, "/status/completionTime");
+                let (Ok(start), end) = (
+                    start.parse::<jiff::Timestamp>(),
+                    end.parse::<jiff::Timestamp>().ok(),
+                ) else {
+                    return json!("");
+                };
+                let end = end.unwrap_or_else(jiff::Timestamp::now);
+                json!(human_duration(end.as_second() - start.as_second()))
+            }),
+            AGE,
+        ],
+        ("autoscaling", "horizontalpodautoscalers") => vec![
+            NAME,
+            col("Reference", "string", 0, |o| {
+                json!(format!(
+                    "{}/{}",
+                    s(o, "/spec/scaleTargetRef/kind"),
+                    s(o, "/spec/scaleTargetRef/name")
+                ))
+            }),
+            col("Targets", "string", 0, |o| {
+                let metrics = o
+                    .pointer("/spec/metrics")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                json!(if metrics == 0 {
+                    "<none>".to_owned()
+                } else {
+                    format!("{metrics} metric(s)")
+                })
+            }),
+            col("MinPods", "string", 0, |o| {
+                json!(
+                    o.pointer("/spec/minReplicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                        .to_string()
+                )
+            }),
+            col("MaxPods", "integer", 0, |o| json!(i(o, "/spec/maxReplicas"))),
+            col("Replicas", "integer", 0, |o| {
+                json!(i(o, "/status/currentReplicas"))
+            }),
+            AGE,
+        ],
+        ("networking.k8s.io", "ingresses") => vec![
+            NAME,
+            col("Class", "string", 0, |o| {
+                json!(or_none(s(o, "/spec/ingressClassName")))
+            }),
+            col("Hosts", "string", 0, |o| {
+                let hosts: Vec<String> = o
+                    .pointer("/spec/rules")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| or_default(s(r, "/host"), "*"))
+                    .collect();
+                json!(if hosts.is_empty() {
+                    "*".to_owned()
+                } else {
+                    hosts.join(",")
+                })
+            }),
+            col("Address", "string", 0, |o| json!(load_balancer(o))),
+            col("Ports", "string", 0, |o| {
+                json!(if o
+                    .pointer("/spec/tls")
+                    .and_then(Value::as_array)
+                    .is_some_and(|t| !t.is_empty())
+                {
+                    "80, 443"
+                } else {
+                    "80"
+                })
+            }),
+            AGE,
+        ],
+        ("coordination.k8s.io", "leases") => vec![
+            NAME,
+            col("Holder", "string", 0, |o| json!(s(o, "/spec/holderIdentity"))),
+            AGE,
+        ],
+        _ => vec![
+            NAME,
+            Column {
+                name: "Created At",
+                kind: "date",
+                format: "",
+                priority: 0,
+                description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                cell: |o| json!(s(o, "/metadata/creationTimestamp")),
+            },
+        ],
+    }
+}
+
+fn or_default(text: String, default: &str) -> String {
+    if text.is_empty() { default.to_owned() } else { text }
+}
+
+fn replicas(object: &Value) -> i64 {
+    object
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+/// What each row carries, from `includeObject`.
+fn row_object(object: &Value, include: &str, version: &str) -> Option<Value> {
+    match include {
+        "None" => None,
+        "Object" => Some(object.clone()),
+        _ => Some(json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": format!("meta.k8s.io/{version}"),
+            "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        })),
+    }
+}
+
+/// A Table of `objects` (a LIST's items, or one object).
+pub fn table(
+    resource: &Resource,
+    objects: &[Value],
+    list_metadata: Value,
+    include: &str,
+    version: &str,
+) -> Value {
+    let columns = columns(resource);
+    let definitions: Vec<Value> = columns
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority})
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let cells: Vec<Value> = columns.iter().map(|c| (c.cell)(object)).collect();
+            let mut row = json!({"cells": cells});
+            if let Some(object) = row_object(object, include, version) {
+                row["object"] = object;
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": list_metadata,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubectl_accept_headers_ask_for_v1_tables() {
+        assert_eq!(
+            requested(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
+            Some("v1")
+        );
+        assert_eq!(
+            requested("application/json;as=Table;v=v1beta1;g=meta.k8s.io"),
+            Some("v1beta1")
+        );
+        assert_eq!(requested("application/json"), None);
+    }
+
+    #[test]
+    fn durations_print_as_kube_prints_them() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(125), "2m5s");
+        assert_eq!(human_duration(600), "10m");
+        assert_eq!(human_duration(3 * 3600 + 60), "3h1m");
+        assert_eq!(human_duration(30 * 3600), "30h");
+        assert_eq!(human_duration(3 * 86_400 + 3600), "3d1h");
+        assert_eq!(human_duration(40 * 86_400), "40d");
+    }
+
+    #[test]
+    fn clusters_show_readiness_and_deployments_their_replicas() {
+        let clusters = flotilla_api::resources::lookup(
+            flotilla_api::resources::Profile::Federation,
+            "federation",
+            "v1beta1",
+            "clusters",
+        )
+        .unwrap();
+        let cluster = json!({"metadata": {"name": "c1", "creationTimestamp": "2020-01-01T00:00:00Z", "labels": {"region": "eu"}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        let t = table(clusters, &[cluster], json!({}), "Metadata", "v1");
+        assert_eq!(t["columnDefinitions"][1]["name"], "Ready");
+        assert_eq!(t["rows"][0]["cells"][0], "c1");
+        assert_eq!(t["rows"][0]["cells"][1], "True");
+        assert_eq!(t["rows"][0]["object"]["metadata"]["labels"]["region"], "eu");
+        let deployments = flotilla_api::resources::lookup(
+            flotilla_api::resources::Profile::Federation,
+            "apps",
+            "v1",
+            "deployments",
+        )
+        .unwrap();
+        let deployment = json!({"metadata": {"name": "web"}, "spec": {"replicas": 3}, "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
+        let t = table(deployments, &[deployment], json!({}), "None", "v1");
+        assert_eq!(t["rows"][0]["cells"][1], "2/3");
+        assert!(t["rows"][0].get("object").is_none());
+    }
+}

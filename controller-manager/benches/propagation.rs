@@ -1,0 +1,326 @@
+//! Propagation benchmark: how long from a write at the federation to the object being present in every member,
+//! what the controller manager costs while nothing changes, and its memory.
+//!
+//! Everything but the controller manager runs in this process (the federation apiserver on the embedded store,
+//! N simulated members); the controller manager is the real binary, so that its CPU and RSS are its own.
+//!
+//! `cargo bench -p flotilla-controller-manager --bench propagation -- --members 10 --objects 1000 --kind deployments`
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flotilla_api::federation::{
+    Cluster, ClusterSpec, MANAGED_LABEL, SYSTEM_NAMESPACE, ServerAddressByClientCIDR,
+};
+use flotilla_conformance_tests::Daemon;
+use flotilla_simulator::{MemberConfig, SimulatedMember};
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectMeta, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+
+const CONTROLLER_MANAGER: &str = env!("CARGO_BIN_EXE_flotilla-controller-manager");
+
+struct Args {
+    members: usize,
+    objects: usize,
+    kind: String,
+    idle: Duration,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        members: 10,
+        objects: 1000,
+        kind: "deployments".to_owned(),
+        idle: Duration::from_secs(20),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--members" => args.members = it.next().and_then(|v| v.parse().ok()).expect("--members N"),
+            "--objects" => args.objects = it.next().and_then(|v| v.parse().ok()).expect("--objects N"),
+            "--kind" => args.kind = it.next().expect("--kind deployments|configmaps"),
+            "--idle-secs" => {
+                args.idle =
+                    Duration::from_secs(it.next().and_then(|v| v.parse().ok()).expect("--idle-secs N"))
+            }
+            _ => {}
+        }
+    }
+    args
+}
+
+fn resource(kind: &str) -> ApiResource {
+    match kind {
+        "configmaps" => ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        _ => ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&()),
+    }
+}
+
+fn object(kind: &str, name: &str) -> DynamicObject {
+    let value = match kind {
+        "configmaps" => {
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+        }
+        _ => serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
+        }),
+    };
+    serde_json::from_value(value).expect("a valid object")
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn metric(port: u16, name: &str) -> f64 {
+    let text = tokio::process::Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .await
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args = args();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("federation.kubeconfig");
+    let config = flotilla_apiserver::Config {
+        write_kubeconfig: Some(kubeconfig.clone()),
+        ..flotilla_apiserver::Config::new(
+            flotilla_apiserver::StorageConfig::Embedded,
+            dir.path().join("federation"),
+        )
+    };
+    let running = flotilla_apiserver::start(config).await.unwrap();
+    let federation = flotilla_simulator::client(&running.kubeconfig).await.unwrap();
+    let system: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": SYSTEM_NAMESPACE}})).unwrap();
+    Api::<Namespace>::all(federation.clone())
+        .create(&PostParams::default(), &system)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let mut configs = Vec::new();
+    for i in 0..args.members {
+        let mut member = MemberConfig::new(&format!("m{i}"), &dir.path().join("members"));
+        member.nodes = 1;
+        member.behaviour.ready_delay = Duration::from_millis(100);
+        configs.push(member);
+    }
+    let mut members = Vec::new();
+    for chunk in configs.chunks(10) {
+        for member in futures::future::join_all(chunk.iter().cloned().map(SimulatedMember::start)).await {
+            members.push(member.unwrap());
+        }
+    }
+    for member in &members {
+        let secrets: Api<Secret> = Api::namespaced(federation.clone(), SYSTEM_NAMESPACE);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(member.name.clone()),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(
+                "kubeconfig".to_owned(),
+                ByteString(member.kubeconfig.clone().into_bytes()),
+            )])),
+            ..Secret::default()
+        };
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+        let cluster = Cluster {
+            metadata: ObjectMeta {
+                name: Some(member.name.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: ClusterSpec {
+                server_address_by_client_cidrs: vec![ServerAddressByClientCIDR {
+                    client_cidr: "0.0.0.0/0".to_owned(),
+                    server_address: format!("https://{}", member.address),
+                }],
+                secret_ref: Some(LocalObjectReference {
+                    name: member.name.clone(),
+                }),
+            },
+            ..Cluster::default()
+        };
+        Api::<Cluster>::all(federation.clone())
+            .create(&PostParams::default(), &cluster)
+            .await
+            .unwrap();
+    }
+    eprintln!("{} members up in {:?}", members.len(), started.elapsed());
+
+    let metrics_port = flotilla_storage::testing::free_port();
+    let metrics_address = format!("127.0.0.1:{metrics_port}");
+    let cm = Daemon::spawn(
+        Path::new(CONTROLLER_MANAGER),
+        &[
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--leader-elect=false",
+            "--metrics-bind-address",
+            &metrics_address,
+            "--cluster-monitor-period",
+            "5s",
+        ],
+        &dir.path().join("cm.log"),
+    )
+    .unwrap();
+    let pid = cm.id().unwrap();
+    loop {
+        let list = Api::<Cluster>::all(federation.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        if list.items.iter().filter(|c| c.is_ready()).count() == args.members {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    eprintln!(
+        "all members Ready; controller manager RSS {} MiB",
+        memory_kib(pid, "VmRSS:") / 1024
+    );
+
+    // Watch every member for copies: when each object is first present in all of them.
+    let seen: Arc<Mutex<HashMap<String, (usize, Option<Instant>)>>> = Arc::new(Mutex::new(HashMap::new()));
+    let resource = resource(&args.kind);
+    let mut watchers = Vec::new();
+    for member in &members {
+        let client = flotilla_simulator::client(&member.kubeconfig).await.unwrap();
+        let api: Api<DynamicObject> = Api::all_with(client, &resource);
+        let seen = seen.clone();
+        let count = args.members;
+        let config = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
+        watchers.push(tokio::spawn(async move {
+            let mut names = std::collections::HashSet::new();
+            let mut stream = std::pin::pin!(watcher(api, config).applied_objects());
+            while let Some(Ok(object)) = stream.next().await {
+                let name = object.metadata.name.clone().unwrap_or_default();
+                if names.insert(name.clone()) {
+                    let mut seen = seen.lock().unwrap();
+                    let entry = seen.entry(name).or_insert((0, None));
+                    entry.0 += 1;
+                    if entry.0 == count {
+                        entry.1 = Some(Instant::now());
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let api: Api<DynamicObject> = Api::namespaced_with(federation.clone(), "default", &resource);
+    let written: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let first_write = Instant::now();
+    futures::stream::iter(0..args.objects)
+        .for_each_concurrent(16, |i| {
+            let (api, written, kind) = (api.clone(), written.clone(), args.kind.clone());
+            async move {
+                let name = format!("bench-{i}");
+                let at = Instant::now();
+                api.create(&PostParams::default(), &object(&kind, &name))
+                    .await
+                    .unwrap();
+                written.lock().unwrap().insert(name, at);
+            }
+        })
+        .await;
+    let writes_took = first_write.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let done = seen
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|(_, at)| at.is_some())
+            .count();
+        if done == args.objects || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all_present = first_write.elapsed();
+    let mut latencies: Vec<Duration> = {
+        let seen = seen.lock().unwrap();
+        let written = written.lock().unwrap();
+        written
+            .iter()
+            .filter_map(|(name, at)| Some(seen.get(name)?.1?.saturating_duration_since(*at)))
+            .collect()
+    };
+    latencies.sort();
+    let peak = memory_kib(pid, "VmHWM:") / 1024;
+
+    // Quiet: let the members' status settle, then measure what the controller manager does with nothing changing.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let writes_before = metric(metrics_port, "flotilla_member_writes_total").await;
+    let ticks_before = cpu_ticks(pid);
+    let idle_start = Instant::now();
+    tokio::time::sleep(args.idle).await;
+    let idle_cpu =
+        (cpu_ticks(pid) - ticks_before) as f64 / 100.0 / idle_start.elapsed().as_secs_f64() * 100.0;
+    let writes_after = metric(metrics_port, "flotilla_member_writes_total").await;
+    let rss = memory_kib(pid, "VmRSS:") / 1024;
+
+    println!(
+        "| {} members × {} {} | {}/{} present in every member | p50 {:.0} ms | p99 {:.0} ms | max {:.0} ms | writes took {:.1} s, all present after {:.1} s | idle CPU {:.2}% | member writes while idle {} | RSS {} MiB (peak {} MiB) |",
+        args.members,
+        args.objects,
+        args.kind,
+        latencies.len(),
+        args.objects,
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        writes_took.as_secs_f64(),
+        all_present.as_secs_f64(),
+        idle_cpu,
+        writes_after - writes_before,
+        rss,
+        peak,
+    );
+    drop(cm);
+    for watcher in watchers {
+        watcher.abort();
+    }
+}
