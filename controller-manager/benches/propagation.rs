@@ -292,14 +292,37 @@ async fn main() {
     let peak = memory_kib(pid, "VmHWM:") / 1024;
 
     // Quiet: let the members' status settle, then measure what the controller manager does with nothing changing.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Settled: no backlog and no reconcile for 5 s in a row (the members' status keeps flowing back for a while).
+    let settle_deadline = Instant::now() + Duration::from_secs(180);
+    let mut quiet_since = Instant::now();
+    let mut last = metric(metrics_port, "flotilla_sync_reconcile_duration_seconds_count").await;
+    while Instant::now() < settle_deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let count = metric(metrics_port, "flotilla_sync_reconcile_duration_seconds_count").await;
+        let depth = metric(metrics_port, "flotilla_sync_queue_depth").await;
+        if count != last || depth > 0.0 {
+            quiet_since = Instant::now();
+            last = count;
+        } else if quiet_since.elapsed() >= Duration::from_secs(5) {
+            break;
+        }
+    }
+    eprintln!(
+        "settled {:.1} s after the last write",
+        first_write.elapsed().as_secs_f64() - all_present.as_secs_f64()
+    );
     let writes_before = metric(metrics_port, "flotilla_member_writes_total").await;
+    let reconciles_before = metric(metrics_port, "flotilla_sync_reconcile_duration_seconds_count").await;
     let ticks_before = cpu_ticks(pid);
     let idle_start = Instant::now();
     tokio::time::sleep(args.idle).await;
     let idle_cpu =
         (cpu_ticks(pid) - ticks_before) as f64 / 100.0 / idle_start.elapsed().as_secs_f64() * 100.0;
     let writes_after = metric(metrics_port, "flotilla_member_writes_total").await;
+    let reconciles =
+        metric(metrics_port, "flotilla_sync_reconcile_duration_seconds_count").await - reconciles_before;
+    let depth = metric(metrics_port, "flotilla_sync_queue_depth").await;
+    eprintln!("while idle: {reconciles} reconciles, backlog {depth}");
     let rss = memory_kib(pid, "VmRSS:") / 1024;
 
     println!(
@@ -319,6 +342,18 @@ async fn main() {
         rss,
         peak,
     );
+    if idle_cpu > 1.0 || writes_after != writes_before {
+        let log = cm.output();
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        eprintln!(
+            "controller manager warnings: {}; last: {:?}",
+            warnings.len(),
+            warnings.iter().rev().take(3).collect::<Vec<_>>()
+        );
+    }
     drop(cm);
     for watcher in watchers {
         watcher.abort();
