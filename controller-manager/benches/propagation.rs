@@ -22,6 +22,9 @@ use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
+/// Per object: in how many members it has been seen, and when it was first seen in all of them.
+type Sightings = HashMap<String, (usize, Option<Instant>)>;
+
 const CONTROLLER_MANAGER: &str = env!("CARGO_BIN_EXE_flotilla-controller-manager");
 
 struct Args {
@@ -222,7 +225,7 @@ async fn main() {
     );
 
     // Watch every member for copies: when each object is first present in all of them.
-    let seen: Arc<Mutex<HashMap<String, (usize, Option<Instant>)>>> = Arc::new(Mutex::new(HashMap::new()));
+    let seen: Arc<Mutex<Sightings>> = Arc::new(Mutex::new(HashMap::new()));
     let resource = resource(&args.kind);
     let mut watchers = Vec::new();
     for member in &members {
