@@ -100,7 +100,23 @@ pub async fn join(
         type_: Some("Opaque".to_owned()),
         ..Secret::default()
     };
+    let mut created_secret = false;
     match secrets.get_opt(name).await? {
+        // A Secret of this name that join did not write for this cluster is someone else's: refuse.
+        Some(current)
+            if current
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("federation.flotilla.io/cluster"))
+                != Some(name) =>
+        {
+            writeln!(out, "taken")?;
+            bail!(
+                "secret {SYSTEM_NAMESPACE}/{name} exists and does not hold this cluster's credentials; \
+                 remove it or choose another name"
+            );
+        }
         Some(current) if current.data == secret.data => writeln!(out, "unchanged")?,
         Some(_) => {
             secrets
@@ -114,6 +130,7 @@ pub async fn join(
             writeln!(out, "updated")?;
         }
         None => {
+            created_secret = true;
             secrets
                 .create(&PostParams::default(), &secret)
                 .await
@@ -153,8 +170,10 @@ pub async fn join(
                 ..Cluster::default()
             };
             if let Err(err) = clusters.create(&PostParams::default(), &cluster).await {
-                // Leave nothing behind.
-                let _ = secrets.delete(name, &DeleteParams::default()).await;
+                // Leave nothing behind (but only what this run wrote).
+                if created_secret {
+                    let _ = secrets.delete(name, &DeleteParams::default()).await;
+                }
                 return Err(err).context("create the cluster");
             }
             writeln!(out, "created")?;
@@ -229,9 +248,22 @@ pub async fn unjoin(
         writeln!(out, "Cluster {name:?} is not joined; nothing to do.")?;
         return Ok(());
     };
+    // The member's client is built before its Cluster goes (it needs the credentials); the copies are
+    // deleted after, so that the controller manager, which no longer sees the member, does not put them back.
+    let member = if delete_propagated {
+        Some(member_client(federation, &cluster).await?)
+    } else {
+        None
+    };
+    write!(out, "Removing cluster {name:?} … ")?;
+    clusters
+        .delete(name, &DeleteParams::default())
+        .await
+        .context("delete the cluster")?;
+    writeln!(out, "removed")?;
     if delete_propagated {
         write!(out, "Deleting the objects Flotilla propagated to {name:?} … ")?;
-        let member = member_client(federation, &cluster).await?;
+        let member = member.as_ref().expect("built before the cluster went");
         let mut deleted = 0;
         let selector = ListParams::default().labels(&format!("{MANAGED_LABEL}=true"));
         for (group, version, plural) in FEDERATED_TYPES.iter().rev() {
@@ -261,12 +293,6 @@ pub async fn unjoin(
         }
         writeln!(out, "{deleted} deleted")?;
     }
-    write!(out, "Removing cluster {name:?} … ")?;
-    clusters
-        .delete(name, &DeleteParams::default())
-        .await
-        .context("delete the cluster")?;
-    writeln!(out, "removed")?;
     if let Some(secret) = cluster.spec.secret_ref.as_ref().map(|r| r.name.clone()) {
         write!(out, "Removing its credentials {SYSTEM_NAMESPACE}/{secret} … ")?;
         let secrets: Api<Secret> = Api::namespaced(federation.clone(), SYSTEM_NAMESPACE);

@@ -478,6 +478,24 @@ async fn orphaned_copies_stay_and_drift_is_put_back() {
         .filter_map(|e| e["reason"].as_str())
         .collect();
     assert!(reasons.contains(&"AlreadyExistsInCluster"), "{reasons:?}");
+    // Deleting the federation object removes Flotilla's copies only.
+    federation
+        .kubectl(&["delete", "configmap", "theirs", "--timeout=30s"])
+        .await
+        .ok();
+    eventually("Flotilla's copy gone from m3", || async {
+        federation
+            .member_object("m3", &["configmap/theirs"])
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let theirs = federation.member_object("m1", &["configmap/theirs"]).await;
+    assert!(
+        theirs.is_some(),
+        "the cascade deleted an object Flotilla did not create"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

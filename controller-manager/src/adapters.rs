@@ -242,7 +242,10 @@ impl Adapter for Copied {
         let mut desired = render(object);
         if self.resource.kind == "Service" {
             // The member allocates these.
-            if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut) {
+            // The member allocates these, except for a headless Service (`None`), which stays headless.
+            if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut)
+                && spec.get("clusterIP").and_then(Value::as_str) != Some("None")
+            {
                 spec.remove("clusterIP");
                 spec.remove("clusterIPs");
             }

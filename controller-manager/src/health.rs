@@ -232,7 +232,10 @@ async fn probe_loop(
         {
             tracing::info!(cluster = %name, ready = %status.conditions[0].status, reason = ?status.conditions[0].reason, "cluster health changed");
         }
-        let patch = json!({"status": status});
+        // Explicitly empty zones and region, so that the merge patch clears stale ones.
+        let mut patch = json!({"status": status});
+        patch["status"]["zones"] = json!(status.zones);
+        patch["status"]["region"] = json!(status.region);
         if let Err(err) = api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await

@@ -66,6 +66,15 @@ impl Adapter for Jobs {
             .filter(|c| !placement.members.contains_key(*c))
             .cloned()
             .collect();
+        // A finished Job gets no new parts (a member's TTL controller may have removed a finished one).
+        let finished = object
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True")
+            });
+        let fresh: Vec<String> = if finished { Vec::new() } else { fresh };
         let running_completions: i64 = running
             .iter()
             .filter_map(|c| int(&placement.members[*c], "/spec/completions"))
@@ -73,7 +82,7 @@ impl Adapter for Jobs {
         let parallel_plan = planner::plan(&preferences, parallelism, placement.clusters, &none, &none, &key);
         match completions {
             Some(total) => {
-                let targets = if running.is_empty() {
+                let targets = if running.is_empty() && !finished {
                     placement.clusters.to_vec()
                 } else {
                     fresh
@@ -100,7 +109,7 @@ impl Adapter for Jobs {
             }
             None => {
                 for (cluster, p) in &parallel_plan.replicas {
-                    if *p > 0 && !placement.members.contains_key(cluster) {
+                    if *p > 0 && fresh.contains(cluster) {
                         split.insert(cluster.clone(), (*p, None));
                     }
                 }
@@ -108,7 +117,8 @@ impl Adapter for Jobs {
         }
         for cluster in running {
             let member = &placement.members[cluster];
-            let p = parallel_plan.replicas.get(cluster).copied().unwrap_or(0);
+            // A running part keeps at least one pod at a time, or it would never finish.
+            let p = parallel_plan.replicas.get(cluster).copied().unwrap_or(0).max(1);
             split.insert(cluster.clone(), (p, int(member, "/spec/completions")));
         }
         let desired = render(object);
@@ -276,6 +286,39 @@ mod tests {
         let split = place(&job, &["a", "b", "c"], &members);
         assert_eq!(split["a"].1, Some(6));
         assert_eq!(split.values().map(|(_, c)| c.unwrap()).sum::<i64>(), 12);
+    }
+
+    #[test]
+    fn running_parts_never_drop_to_zero_pods() {
+        let job = json!({"metadata": {"name": "pi", "namespace": "default"}, "spec": {"completions": 4, "parallelism": 1}});
+        let members = BTreeMap::from([
+            (
+                "a".to_owned(),
+                json!({"spec": {"completions": 2, "parallelism": 1}}),
+            ),
+            (
+                "b".to_owned(),
+                json!({"spec": {"completions": 2, "parallelism": 1}}),
+            ),
+        ]);
+        let split = place(&job, &["a", "b"], &members);
+        assert!(split.values().all(|(p, _)| *p >= 1), "{split:?}");
+    }
+
+    #[test]
+    fn finished_jobs_get_no_new_parts() {
+        let job = json!({"metadata": {"name": "pi", "namespace": "default"}, "spec": {"completions": 4, "parallelism": 2},
+            "status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+        let members = BTreeMap::from([(
+            "a".to_owned(),
+            json!({"spec": {"completions": 2, "parallelism": 1}}),
+        )]);
+        let split = place(&job, &["a", "b"], &members);
+        assert_eq!(
+            split.keys().collect::<Vec<_>>(),
+            vec!["a"],
+            "b's finished part was removed by its TTL"
+        );
     }
 
     #[test]

@@ -128,7 +128,17 @@ pub async fn keep(client: &Client, options: &LeaderOptions) {
     let mut last_renewed = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(options.retry_period).await;
-        match try_acquire_or_renew(&api, options).await {
+        // A renewal must not outlast the renew deadline: a leader cut off from the apiserver stops leading
+        // before anyone else may take the lease.
+        let left = options.renew_deadline.saturating_sub(last_renewed.elapsed());
+        let attempt = match tokio::time::timeout(left, try_acquire_or_renew(&api, options)).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!(identity = %options.identity, "could not renew the lease in time; no longer leading");
+                return;
+            }
+        };
+        match attempt {
             Ok(true) => last_renewed = tokio::time::Instant::now(),
             Ok(false) => {
                 tracing::error!(identity = %options.identity, "the lease was taken over; no longer leading");

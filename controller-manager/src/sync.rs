@@ -408,20 +408,28 @@ async fn sweep(fleet: &Arc<Fleet>) {
         // re-created. Only a copy that is still Flotilla's and whose object is really gone goes.
         // The federation object first: once it is gone, a release (orphaning) has already happened.
         let federated = member_api(&fleet.federation, adapter.as_ref(), copy.namespace().as_deref());
-        if !matches!(federated.get_opt(&copy.name_any()).await, Ok(None)) {
+        let timeout = fleet.options.member_timeout;
+        if !matches!(
+            tokio::time::timeout(timeout, federated.get_opt(&copy.name_any())).await,
+            Ok(Ok(None))
+        ) {
             continue;
         }
-        let still_ours = api
-            .get_opt(&copy.name_any())
+        let still_ours = tokio::time::timeout(timeout, api.get_opt(&copy.name_any()))
             .await
             .ok()
+            .and_then(Result::ok)
             .flatten()
             .is_some_and(|live| live.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true"));
         if !still_ours {
             continue;
         }
         tracing::info!(%cluster, kind = %adapter.resource().kind, object = %copy.name_any(), "deleting a copy whose federation object is gone");
-        let _ = api.delete(&copy.name_any(), &DeleteParams::background()).await;
+        let _ = tokio::time::timeout(
+            fleet.options.member_timeout,
+            api.delete(&copy.name_any(), &delete_exactly(&copy)),
+        )
+        .await;
     }
 }
 
@@ -497,7 +505,8 @@ impl Fleet {
 enum Operation {
     Create(Value),
     Update(Value),
-    Delete,
+    /// The copy to delete (deleted only if it is still that object).
+    Delete(Box<DynamicObject>),
 }
 
 async fn reconcile(
@@ -557,7 +566,7 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
     let finalizers = object.finalizers().to_vec();
 
     if object.metadata.deletion_timestamp.is_some() {
-        return delete(fleet, adapter, object, &federation_api, &ready, &copies).await;
+        return delete(fleet, adapter, object, &federation_api, &ready).await;
     }
     if !finalizers.iter().any(|f| f == DELETE_FROM_MEMBERS_FINALIZER) {
         let mut with = finalizers.clone();
@@ -631,7 +640,10 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
                     grow.push((member, operation))
                 }
             }
-            (None, Some(_)) => shrink.push((member, Operation::Delete)),
+            (None, Some(current)) => match serde_json::from_value::<DynamicObject>(current.clone()) {
+                Ok(copy) => shrink.push((member, Operation::Delete(Box::new(copy)))),
+                Err(err) => tracing::warn!(%err, "a cached copy does not parse"),
+            },
             (None, None) => {}
         }
     }
@@ -691,6 +703,17 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
     } else {
         fleet.options.resync
     }))
+}
+
+/// Background deletion on the condition that the object is still `object` (its uid): a name reused by someone
+/// else since is not touched.
+fn delete_exactly(object: &DynamicObject) -> DeleteParams {
+    let mut params = DeleteParams::background();
+    params.preconditions = Some(kube::api::Preconditions {
+        uid: object.metadata.uid.clone(),
+        resource_version: None,
+    });
+    params
 }
 
 /// An object with its `apiVersion` and `kind`, which list responses leave out of their items.
@@ -754,8 +777,8 @@ async fn write(
                     .map(|r| r.map(drop)),
             )
         }
-        Operation::Delete => {
-            let result = tokio::time::timeout(timeout, api.delete(name, &DeleteParams::background())).await;
+        Operation::Delete(copy) => {
+            let result = tokio::time::timeout(timeout, api.delete(name, &delete_exactly(&copy))).await;
             match result {
                 Ok(Err(kube::Error::Api(status))) if status.code == 404 => ("delete", Ok(Ok(()))),
                 other => ("delete", other.map(|r| r.map(drop))),
@@ -860,7 +883,6 @@ async fn delete(
     object: &DynamicObject,
     federation_api: &Api<DynamicObject>,
     ready: &[Ready],
-    copies: &BTreeMap<String, Value>,
 ) -> Result<Action, SyncError> {
     let finalizers = object.finalizers().to_vec();
     if !finalizers.iter().any(|f| f == DELETE_FROM_MEMBERS_FINALIZER) {
@@ -870,19 +892,37 @@ async fn delete(
     let namespace = object.namespace();
     let orphan = finalizers.iter().any(|f| f == "orphan");
     let mut pending = BTreeSet::new();
-    // Every Ready member, not only those whose cache shows a copy: a cache may lag behind a copy just made.
+    // Every Ready member, not only those whose cache shows a copy (a cache may lag behind a copy just made), but
+    // only Flotilla's copies: the live object is read, and deleted on the condition that it is that same object.
     for member in ready {
         let api = member_api(&member.client, adapter, namespace.as_deref());
+        let live = match tokio::time::timeout(fleet.options.member_timeout, api.get_opt(&name)).await {
+            Ok(Ok(live)) => live,
+            Ok(Err(err)) => {
+                return Err(SyncError::Members {
+                    failed: 1,
+                    first: format!("{}: {err}", member.name),
+                });
+            }
+            Err(_) => {
+                return Err(SyncError::Members {
+                    failed: 1,
+                    first: format!("{}: no answer", member.name),
+                });
+            }
+        };
+        let Some(live) = live.filter(|l| l.labels().get(MANAGED_LABEL).map(String::as_str) == Some("true"))
+        else {
+            continue;
+        };
         let result = if orphan {
-            let release = json!({"metadata": {"labels": {MANAGED_LABEL: null}}});
+            let release = json!({"metadata": {"labels": {MANAGED_LABEL: null}, "resourceVersion": live.resource_version()}});
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&release))
                 .await
                 .map(drop)
         } else {
-            if copies.contains_key(&member.name) {
-                pending.insert(member.name.clone());
-            }
-            api.delete(&name, &DeleteParams::background()).await.map(drop)
+            pending.insert(member.name.clone());
+            api.delete(&name, &delete_exactly(&live)).await.map(drop)
         };
         match result {
             Ok(()) => {}
