@@ -3,6 +3,7 @@
 //! Nothing here opens a socket or a file: it is vocabulary (the resource table, storage keys, request paths,
 //! selectors, the federation API's types) and the pure functions over it, tested by assertion.
 
+pub mod duration;
 pub mod federation;
 pub mod keys;
 pub mod request;

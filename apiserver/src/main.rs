@@ -42,31 +42,11 @@ struct Args {
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
     /// How often to compact storage history, as kube's --etcd-compaction-interval (e.g. 5m, 30s; 0 turns it off).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = flotilla_api::duration::parse)]
     etcd_compaction_interval: std::time::Duration,
     /// Past events the watch cache keeps per resource, for watches resuming from an older resourceVersion.
     #[arg(long, default_value_t = flotilla_apiserver::cache::DEFAULT_HISTORY)]
     default_watch_cache_size: usize,
-}
-
-/// Go-style durations as kube's flags take them: `300ms`, `30s`, `5m`, `1h`, `0`.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    if text == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or("a duration needs a unit (ms, s, m, h)")?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
-    let millis = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("unknown unit in {text:?} (use ms, s, m or h)")),
-    };
-    Ok(std::time::Duration::from_millis(number * millis))
 }
 
 #[tokio::main]

@@ -87,7 +87,7 @@ struct MemberBehaviour {
     #[arg(long, default_value_t = 3)]
     nodes: u32,
     /// How long simulated pods take to become ready (e.g. 500ms, 2s).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = flotilla_api::duration::parse)]
     ready_delay: Duration,
     /// The most pods a member makes ready across its Deployments and ReplicaSets (default: unlimited).
     #[arg(long)]
@@ -141,32 +141,15 @@ struct UpArgs {
     #[command(flatten)]
     behaviour: MemberBehaviour,
     /// How often each member cluster is probed.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = flotilla_api::duration::parse)]
     cluster_monitor_period: Duration,
     /// Consecutive failed probes before a member is no longer Ready.
     #[arg(long, default_value_t = 3)]
     cluster_failure_threshold: u32,
     /// How long a member's pods may stay unavailable before its share of replicas is capped and the rest
     /// placed elsewhere.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = flotilla_api::duration::parse)]
     capacity_timeout: Duration,
-}
-
-/// Go-style durations as kube's flags take them: `300ms`, `30s`, `5m`, `1h`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or("a duration needs a unit (ms, s, m, h)")?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
-    let millis = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("unknown unit in {text:?} (use ms, s, m or h)")),
-    };
-    Ok(Duration::from_millis(number * millis))
 }
 
 fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {

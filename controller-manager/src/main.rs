@@ -23,54 +23,37 @@ struct Args {
     #[arg(long)]
     context: Option<String>,
     /// How often each member cluster is probed.
-    #[arg(long, default_value = "10s", value_parser = humantime_like)]
+    #[arg(long, default_value = "10s", value_parser = flotilla_api::duration::parse)]
     cluster_monitor_period: Duration,
     /// Consecutive failed probes before a member is no longer Ready.
     #[arg(long, default_value_t = 3)]
     cluster_failure_threshold: u32,
     /// How long one probe of a member may take.
-    #[arg(long, default_value = "5s", value_parser = humantime_like)]
+    #[arg(long, default_value = "5s", value_parser = flotilla_api::duration::parse)]
     cluster_probe_timeout: Duration,
     /// How long a member's pods may stay unavailable before its share of replicas is capped and the rest
     /// placed elsewhere (federation v1's estimated capacity).
-    #[arg(long, default_value = "60s", value_parser = humantime_like)]
+    #[arg(long, default_value = "60s", value_parser = flotilla_api::duration::parse)]
     capacity_timeout: Duration,
     /// How often every federation object is reconciled even when nothing changed.
-    #[arg(long, default_value = "5m", value_parser = humantime_like)]
+    #[arg(long, default_value = "5m", value_parser = flotilla_api::duration::parse)]
     resync_period: Duration,
     /// Run only while holding the leader lease (kube-system/flotilla-controller-manager), so that several
     /// controller managers can run for availability.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
     /// How long a leader's lease lasts without renewal before another takes over.
-    #[arg(long, default_value = "10s", value_parser = humantime_like)]
+    #[arg(long, default_value = "10s", value_parser = flotilla_api::duration::parse)]
     leader_elect_lease_duration: Duration,
     /// How long the leader keeps trying to renew before it stops leading.
-    #[arg(long, default_value = "7s", value_parser = humantime_like)]
+    #[arg(long, default_value = "7s", value_parser = flotilla_api::duration::parse)]
     leader_elect_renew_deadline: Duration,
     /// How often to try to take or renew the lease.
-    #[arg(long, default_value = "2s", value_parser = humantime_like)]
+    #[arg(long, default_value = "2s", value_parser = flotilla_api::duration::parse)]
     leader_elect_retry_period: Duration,
     /// Where to serve /metrics, /healthz, /livez and /readyz.
     #[arg(long, default_value = "127.0.0.1:10258")]
     metrics_bind_address: std::net::SocketAddr,
-}
-
-/// Go-style durations as kube's flags take them: `300ms`, `30s`, `5m`, `1h`.
-fn humantime_like(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or("a duration needs a unit (ms, s, m, h)")?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
-    let millis = match unit {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(format!("unknown unit in {text:?} (use ms, s, m or h)")),
-    };
-    Ok(Duration::from_millis(number * millis))
 }
 
 #[tokio::main]

@@ -103,6 +103,8 @@ pub struct Fleet {
     caches: RwLock<BTreeMap<String, MemberCache>>,
     /// The resourceVersion each federation object was last reconciled at, by (type, key): the backlog metric.
     reconciled: std::sync::Mutex<std::collections::HashMap<(usize, String), String>>,
+    /// Consecutive failed syncs by (type, key), for the retry backoff.
+    failures: std::sync::Mutex<std::collections::HashMap<(usize, String), u32>>,
     /// Ready members no client could be built for (their credentials are broken): planned without.
     unreachable: RwLock<BTreeSet<String>>,
     triggers: Vec<mpsc::UnboundedSender<ObjectRef<DynamicObject>>>,
@@ -181,6 +183,7 @@ pub async fn run(
         adapters: adapters.clone(),
         caches: RwLock::new(BTreeMap::new()),
         reconciled: std::sync::Mutex::new(std::collections::HashMap::new()),
+        failures: std::sync::Mutex::new(std::collections::HashMap::new()),
         unreachable: RwLock::new(BTreeSet::new()),
         triggers,
         resync_all,
@@ -213,11 +216,25 @@ pub async fn run(
     futures::future::join_all(controllers).await;
 }
 
+/// First retry after a failed sync; doubled per consecutive failure of the same object, up to a minute (v1 used
+/// 5 s to 1 min), and reset by a success.
+const RETRY_BASE: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
 fn error_policy(object: Arc<DynamicObject>, error: &SyncError, context: Arc<(Arc<Fleet>, usize)>) -> Action {
     let (fleet, index) = (&context.0, context.1);
     fleet.metrics.sync_errors.inc();
-    tracing::warn!(kind = %fleet.adapters[index].resource().kind, object = %object.name_any(), %error, "sync failed; retrying");
-    Action::requeue(Duration::from_secs(2))
+    let failures = {
+        let mut failures = fleet.failures.lock().expect("not poisoned");
+        let count = failures.entry((index, object_key(&object))).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    let delay = RETRY_BASE
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(RETRY_MAX);
+    tracing::warn!(kind = %fleet.adapters[index].resource().kind, object = %object.name_any(), %error, failures, retry_in = ?delay, "sync failed");
+    Action::requeue(delay)
 }
 
 /// Keeps one cache per Ready member, re-queues everything when the set of Ready members or their labels
@@ -312,9 +329,32 @@ async fn maintain(fleet: Arc<Fleet>) {
             last_view = view;
         }
         if started || rounds.is_multiple_of(40) {
+            forget_deleted(&fleet);
             sweep(&fleet).await;
         }
     }
+}
+
+/// Drops the bookkeeping of federation objects that no longer exist.
+fn forget_deleted(fleet: &Fleet) {
+    let Some(stores) = fleet.federation_stores.get() else {
+        return;
+    };
+    let existing: std::collections::HashSet<(usize, String)> = stores
+        .iter()
+        .enumerate()
+        .flat_map(|(index, store)| store.state().into_iter().map(move |o| (index, object_key(&o))))
+        .collect();
+    fleet
+        .reconciled
+        .lock()
+        .expect("not poisoned")
+        .retain(|key, _| existing.contains(key));
+    fleet
+        .failures
+        .lock()
+        .expect("not poisoned")
+        .retain(|key, _| existing.contains(key));
 }
 
 /// Starts the reflectors of one member.
@@ -527,6 +567,13 @@ async fn reconcile(
     }
     let started = std::time::Instant::now();
     let result = sync(fleet, index, &object).await;
+    if result.is_ok() {
+        fleet
+            .failures
+            .lock()
+            .expect("not poisoned")
+            .remove(&(index, object_key(&object)));
+    }
     if result.is_ok()
         && let Some(version) = object.metadata.resource_version.clone()
     {
