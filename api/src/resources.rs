@@ -144,8 +144,8 @@ pub static RESOURCES: &[Resource] = &[
         namespaced true, categories ["all"], subresources [Status]),
     resource!("batch", ["v1"], "Job", "jobs", "job", short [],
         namespaced true, categories ["all"], subresources [Status]),
-    // autoscaling/v1 joins once v1 <-> v2 conversion exists; serving v2-shaped objects as v1 would be wrong.
-    resource!("autoscaling", ["v2"], "HorizontalPodAutoscaler", "horizontalpodautoscalers",
+    // Stored as v2; v1 is converted on the way in and out (the apiserver's `conversion`).
+    resource!("autoscaling", ["v2", "v1"], "HorizontalPodAutoscaler", "horizontalpodautoscalers",
         "horizontalpodautoscaler", short ["hpa"], namespaced true, categories ["all"], subresources [Status]),
     resource!("networking.k8s.io", ["v1"], "Ingress", "ingresses", "ingress", short ["ing"],
         namespaced true, categories [], subresources [Status]),
@@ -214,15 +214,16 @@ mod tests {
             .map(|r| r.kind),
             Some("HorizontalPodAutoscaler")
         );
-        assert!(
+        assert_eq!(
             lookup(
                 Profile::Federation,
                 "autoscaling",
                 "v1",
                 "horizontalpodautoscalers"
             )
-            .is_none(),
-            "until v1 conversion exists"
+            .map(|r| r.versions[0]),
+            Some("v2"),
+            "served in v1, stored in v2"
         );
         assert!(lookup(Profile::Federation, "apps", "v1beta1", "deployments").is_none());
         assert!(lookup(Profile::Federation, "", "v1", "pods").is_none());
@@ -241,7 +242,7 @@ mod tests {
     fn groups_list_preferred_versions_first() {
         let groups = groups(Profile::Federation);
         assert_eq!(groups[0], ("", vec!["v1"]));
-        assert!(groups.contains(&("autoscaling", vec!["v2"])));
+        assert!(groups.contains(&("autoscaling", vec!["v2", "v1"])));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod cache;
 pub mod compaction;
+pub mod conversion;
 pub mod discovery;
 mod handlers;
 pub mod kubeconfig;

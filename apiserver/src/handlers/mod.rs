@@ -64,6 +64,52 @@ impl Ctx {
         )
     }
 
+    /// The version this resource's objects are stored in (its preferred version); handlers work on that form.
+    pub fn storage_version(&self) -> &'static str {
+        self.resource.versions[0]
+    }
+
+    /// Whether the request's version differs from the stored one, so objects convert at the edge.
+    pub fn converts(&self) -> bool {
+        crate::conversion::needed(self.resource, &self.version)
+    }
+
+    /// An object of the stored version as the request's version shows it (other kinds pass unchanged).
+    pub fn served(&self, object: Value) -> Value {
+        crate::conversion::to_served(self.resource, &self.version, object)
+    }
+
+    /// An object of the request's version in the stored version.
+    pub fn stored(&self, object: Value) -> Result<Value, ApiError> {
+        crate::conversion::to_stored(self.resource, &self.version, object)
+            .map_err(|err| ApiError::BadRequest(err.to_string()))
+    }
+
+    /// A LIST response of stored objects as the request's version shows them.
+    async fn served_list(&self, list: Response) -> Result<Response, ApiError> {
+        if !self.converts() || !list.status().is_success() {
+            return Ok(list);
+        }
+        let mut list = read_json(list).await?;
+        if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
+            for item in items {
+                *item = self.served_item(std::mem::take(item));
+            }
+        }
+        Ok(json_response(list))
+    }
+
+    /// A list item (no `apiVersion` and `kind`) of the stored version as the request's version shows it.
+    fn served_item(&self, mut item: Value) -> Value {
+        crate::object::set_type(&mut item, self.resource, self.storage_version());
+        let mut item = self.served(item);
+        if let Some(map) = item.as_object_mut() {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+        item
+    }
+
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
@@ -97,30 +143,60 @@ impl Ctx {
     }
 }
 
-/// A LIST response turned into a Table (server-side printing for `kubectl get`).
-async fn as_table(ctx: &Ctx, list: Response, version: &str) -> Result<Response, ApiError> {
-    if !list.status().is_success() {
-        return Ok(list);
-    }
-    let body = list
+/// The JSON body of a response.
+async fn read_json(response: Response) -> Result<Value, ApiError> {
+    let body = response
         .into_body()
         .collect()
         .await
         .map_err(|e| ApiError::Internal(format!("cannot read the list: {e}")))?
         .to_bytes();
-    let list: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Internal(format!("the list is not JSON: {e}")))?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::Internal(format!("the list is not JSON: {e}")))
+}
+
+/// Stored objects as a Table (server-side printing for `kubectl get`): cells from the stored form, the rows'
+/// objects as the request's version shows them.
+fn table_of(ctx: &Ctx, objects: Vec<Value>, list_metadata: Value, version: &str) -> Value {
+    let include = ctx.param("includeObject").unwrap_or("Metadata");
+    let mut table = crate::table::table(ctx.resource, &objects, list_metadata, include, version);
+    if ctx.converts()
+        && let Some(rows) = table["rows"].as_array_mut()
+    {
+        for (row, object) in rows.iter_mut().zip(objects) {
+            match row.get_mut("object") {
+                Some(Value::Object(shown)) if include == "Object" => {
+                    *shown = match ctx.served(object) {
+                        Value::Object(served) => served,
+                        _ => Default::default(),
+                    }
+                }
+                Some(Value::Object(shown)) => {
+                    if let Some(metadata) = ctx.served(object).get("metadata") {
+                        shown.insert("metadata".to_owned(), metadata.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    table
+}
+
+/// A LIST response of stored objects turned into a Table.
+async fn as_table(ctx: &Ctx, list: Response, version: &str) -> Result<Response, ApiError> {
+    if !list.status().is_success() {
+        return Ok(list);
+    }
+    let list = read_json(list).await?;
     // List items carry no apiVersion and kind; rows with whole objects do.
     let mut items = list["items"].as_array().cloned().unwrap_or_default();
     for item in &mut items {
-        crate::object::set_type(item, ctx.resource, &ctx.version);
+        crate::object::set_type(item, ctx.resource, ctx.storage_version());
     }
-    let include = ctx.param("includeObject").unwrap_or("Metadata");
-    Ok(json_response(crate::table::table(
-        ctx.resource,
-        &items,
+    Ok(json_response(table_of(
+        ctx,
+        items,
         list["metadata"].clone(),
-        include,
         version,
     )))
 }
@@ -161,30 +237,46 @@ async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, 
             let list = read::list(&ctx).await?;
             as_table(&ctx, list, table.unwrap_or("v1")).await
         }
-        (&Method::GET, false) => read::list(&ctx).await,
+        (&Method::GET, false) => {
+            let list = read::list(&ctx).await?;
+            ctx.served_list(list).await
+        }
         (&Method::GET, true) if table.is_some() => {
             let object = read::get(&ctx).await?;
             let metadata =
                 serde_json::json!({"resourceVersion": object.pointer("/metadata/resourceVersion")});
-            let include = ctx.param("includeObject").unwrap_or("Metadata").to_owned();
-            Ok(json_response(crate::table::table(
-                ctx.resource,
-                &[object],
+            Ok(json_response(table_of(
+                &ctx,
+                vec![object],
                 metadata,
-                &include,
                 table.unwrap_or("v1"),
             )))
         }
-        (&Method::GET, true) => read::get(&ctx).await.map(json_response),
+        // Handlers work on the stored version; the request's version is made here, on the way out.
+        (&Method::GET, true) => read::get(&ctx).await.map(|o| json_response(ctx.served(o))),
         (&Method::POST, false) => write::create(&ctx, &body)
             .await
-            .map(|object| json_status(StatusCode::CREATED, object)),
-        (&Method::PUT, true) => write::update(&ctx, &body).await.map(json_response),
-        (&Method::PATCH, true) => write::patch(&ctx, &body).await.map(json_response),
+            .map(|object| json_status(StatusCode::CREATED, ctx.served(object))),
+        (&Method::PUT, true) => write::update(&ctx, &body)
+            .await
+            .map(|o| json_response(ctx.served(o))),
+        (&Method::PATCH, true) => write::patch(&ctx, &body)
+            .await
+            .map(|o| json_response(ctx.served(o))),
         (&Method::DELETE, true) => write::delete(&ctx, &body)
             .await
-            .map(|(code, object)| json_status(code, object)),
-        (&Method::DELETE, false) => write::delete_collection(&ctx, &body).await.map(json_response),
+            .map(|(code, object)| json_status(code, ctx.served(object))),
+        (&Method::DELETE, false) => {
+            let mut list = write::delete_collection(&ctx, &body).await?;
+            if ctx.converts()
+                && let Some(items) = list.get_mut("items").and_then(Value::as_array_mut)
+            {
+                for item in items {
+                    *item = ctx.served_item(std::mem::take(item));
+                }
+            }
+            Ok(json_response(list))
+        }
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

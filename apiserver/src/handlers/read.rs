@@ -10,11 +10,12 @@ use super::Ctx;
 use crate::object::{self, meta_str};
 use crate::status::{ApiError, from_storage};
 
-/// Decodes a stored object and sets its `resourceVersion`, `apiVersion` and `kind` as served.
+/// Decodes a stored object and sets its `resourceVersion`, `apiVersion` and `kind` (of the stored version: the
+/// request's version is made at the edge, [`Ctx::served`]).
 pub fn decode(ctx: &Ctx, kv: &flotilla_storage::KeyValue) -> Result<Value, ApiError> {
     let mut object: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
-    object::set_type(&mut object, ctx.resource, &ctx.version);
+    object::set_type(&mut object, ctx.resource, ctx.storage_version());
     object::set_resource_version(&mut object, kv.mod_revision.get());
     Ok(object)
 }
@@ -33,7 +34,7 @@ pub async fn get(ctx: &Ctx) -> Result<Value, ApiError> {
             .ok_or_else(|| ApiError::NotFound(ctx.subject(name)))?;
         let mut object: Value = serde_json::from_slice(&cached.item_json)
             .map_err(|e| ApiError::Internal(format!("cached object is not JSON: {e}")))?;
-        object::set_type(&mut object, ctx.resource, &ctx.version);
+        object::set_type(&mut object, ctx.resource, ctx.storage_version());
         object
     } else {
         let kv = ctx

@@ -115,6 +115,11 @@ impl WatchStream {
 
     /// `{"type":…,"object":…}` with the object's bytes as the cache serialised them.
     async fn send_object(&self, kind: &str, cached: &Cached) -> Result<(), Done> {
+        if self.ctx.converts() {
+            let mut object: Value = serde_json::from_slice(&cached.item_json).unwrap_or_default();
+            crate::object::set_type(&mut object, self.ctx.resource, self.ctx.storage_version());
+            return self.send_value(kind, self.ctx.served(object)).await;
+        }
         let mut line = Vec::with_capacity(cached.item_json.len() + 96);
         line.extend_from_slice(b"{\"type\":\"");
         line.extend_from_slice(kind.as_bytes());

@@ -157,7 +157,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     if ctx.subresource.is_some() {
         return Err(ApiError::MethodNotAllowed);
     }
-    let mut object = decode_body(ctx, body)?;
+    let mut object = ctx.stored(decode_body(ctx, body)?)?;
     set_namespace(ctx, &mut object)?;
     let generate = meta_str(&object, "name")
         .filter(|name| !name.is_empty())
@@ -176,7 +176,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     object::normalize(&mut object, ctx.resource);
     check_namespace(ctx).await?;
     object::prepare_create(&mut object, ctx.behaviour, ctx.resource);
-    object::set_type(&mut object, ctx.resource, &ctx.version);
+    object::set_type(&mut object, ctx.resource, ctx.storage_version());
     object::check_decodes(&object, ctx.resource)?;
     object::validate_type(&object, ctx.resource)?;
     if ctx.dry_run()? {
@@ -296,7 +296,7 @@ async fn update_with(
         object::validate_metadata(&new, ctx.resource, ctx.behaviour)?;
         object::normalize(&mut new, ctx.resource);
         check_finalizers(ctx, &current, &new)?;
-        object::set_type(&mut new, ctx.resource, &ctx.version);
+        object::set_type(&mut new, ctx.resource, ctx.storage_version());
         object::check_decodes(&new, ctx.resource)?;
         object::validate_type(&new, ctx.resource)?;
         let mut unchanged = current.clone();
@@ -377,6 +377,10 @@ fn check_finalizers(ctx: &Ctx, current: &Value, new: &Value) -> Result<(), ApiEr
 
 pub async fn update(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     let wanted = decode_body(ctx, body)?;
+    let wanted = match ctx.subresource {
+        Some(Subresource::Scale) => wanted,
+        _ => ctx.stored(wanted)?,
+    };
     update_with(ctx, |_| Ok(wanted.clone())).await
 }
 
@@ -435,10 +439,11 @@ pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
         }
         _ => unreachable!("patch types are checked above"),
     };
+    // The patch applies to the object as the request's version shows it.
     update_with(ctx, |current| {
         let mut target = match ctx.subresource {
             Some(Subresource::Scale) => scale_of(current),
-            _ => current.clone(),
+            _ => ctx.served(current.clone()),
         };
         apply(&mut target)?;
         if !target.is_object() {
@@ -446,7 +451,10 @@ pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
                 "the patched object is not a JSON object".to_owned(),
             ));
         }
-        Ok(target)
+        match ctx.subresource {
+            Some(Subresource::Scale) => Ok(target),
+            _ => ctx.stored(target),
+        }
     })
     .await
 }

@@ -61,6 +61,7 @@ pub fn build() -> (Vec<ServedKind>, Map<String, Value>) {
         served::<apps::v1::DaemonSet>(&mut generator),
         served::<batch::v1::Job>(&mut generator),
         served::<autoscaling::v2::HorizontalPodAutoscaler>(&mut generator),
+        served::<autoscaling::v1::HorizontalPodAutoscaler>(&mut generator),
         served::<networking::v1::Ingress>(&mut generator),
         served::<coordination::v1::Lease>(&mut generator),
         served::<core::v1::Node>(&mut generator),
@@ -210,8 +211,11 @@ mod tests {
         let (kinds, definitions) = build();
         assert_eq!(
             kinds.len(),
-            flotilla_api::resources::RESOURCES.len(),
-            "one Rust type per served resource"
+            flotilla_api::resources::RESOURCES
+                .iter()
+                .map(|r| r.versions.len())
+                .sum::<usize>(),
+            "one Rust type per served resource version"
         );
         let deployment = &definitions["io.k8s.api.apps.v1.Deployment"];
         assert_eq!(

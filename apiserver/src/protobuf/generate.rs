@@ -154,7 +154,7 @@ type GoFields = BTreeMap<(String, String), GoField>;
 #[test]
 fn messages_rs_is_current() {
     let k8s_pb = K8sPb::load();
-    let definitions = definitions();
+    let (_, definitions) = crate::openapi::definitions::build();
     let mut table = Table::new(&k8s_pb, &definitions);
     let roots = roots();
     for (_, _, definition) in &roots {
@@ -206,22 +206,6 @@ fn check_or_update(path: &Path, expected: &str) {
     );
 }
 
-/// The OpenAPI definitions the apiserver serves, plus autoscaling/v1's HorizontalPodAutoscaler, which kubectl
-/// 1.33's `autoscale` falls back to.
-fn definitions() -> Map<String, Value> {
-    let (_, mut definitions) = crate::openapi::definitions::build();
-    let settings = schemars::generate::SchemaSettings::draft07().with(|settings| {
-        settings.meta_schema = None;
-        settings.transforms.clear();
-    });
-    let mut generator = settings.into_generator();
-    generator.subschema_for::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>();
-    for (name, schema) in generator.take_definitions(false) {
-        definitions.entry(name).or_insert(schema);
-    }
-    definitions
-}
-
 /// Every kind a body may carry: (apiVersion, kind, definition). Flotilla's own group has no protobuf form
 /// (as for custom resources, clients send it JSON), and nodes exist only on simulated members, which create
 /// them in JSON.
@@ -243,11 +227,6 @@ fn roots() -> Vec<(String, String, String)> {
         "autoscaling/v1".to_owned(),
         "Scale".to_owned(),
         crate::openapi::definitions::SCALE.to_owned(),
-    ));
-    roots.push((
-        "autoscaling/v1".to_owned(),
-        "HorizontalPodAutoscaler".to_owned(),
-        "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler".to_owned(),
     ));
     roots
 }

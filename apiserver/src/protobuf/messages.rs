@@ -15,10 +15,10 @@ pub static ROOTS: &[Root] = &[
     Root { api_version: "apps/v1", kind: "DaemonSet", message: "io.k8s.api.apps.v1.DaemonSet" },
     Root { api_version: "batch/v1", kind: "Job", message: "io.k8s.api.batch.v1.Job" },
     Root { api_version: "autoscaling/v2", kind: "HorizontalPodAutoscaler", message: "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler" },
+    Root { api_version: "autoscaling/v1", kind: "HorizontalPodAutoscaler", message: "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler" },
     Root { api_version: "networking.k8s.io/v1", kind: "Ingress", message: "io.k8s.api.networking.v1.Ingress" },
     Root { api_version: "coordination.k8s.io/v1", kind: "Lease", message: "io.k8s.api.coordination.v1.Lease" },
     Root { api_version: "autoscaling/v1", kind: "Scale", message: "io.k8s.api.autoscaling.v1.Scale" },
-    Root { api_version: "autoscaling/v1", kind: "HorizontalPodAutoscaler", message: "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler" },
 ];
 
 pub static MESSAGES: &[Message] = &[

@@ -8,6 +8,7 @@ crate::on_both_backends!(
     apply_creates_then_is_unchanged_then_configures,
     apply_a_directory_of_every_served_kind,
     create_from_file_explain_and_edit,
+    autoscaling_v1_and_v2_are_one_object,
 );
 
 const VERSIONS: [&str; 4] = ["1.27", "1.28", "1.30", "1.33"];
@@ -249,4 +250,109 @@ async fn secret_rv(server: &TestApiserver) -> String {
         "jsonpath={.metadata.resourceVersion}",
     ];
     server.kubectl("1.30", &args).await.unwrap().ok().stdout
+}
+
+/// A HorizontalPodAutoscaler applied as autoscaling/v1 is one object with its v2 form: kubectl's apply, diff and
+/// re-apply work in v1, v2 readers see the CPU target as a metric, and a v2 change shows in v1.
+async fn autoscaling_v1_and_v2_are_one_object(backend: Backend) {
+    let server = TestApiserver::start(backend).await.unwrap();
+    for version in VERSIONS {
+        let name = format!("hpa-{}", version.replace('.', "-"));
+        let manifest = |cpu: u32| {
+            format!(
+                "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: {name}\nspec:\n  \
+                 scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}\n  minReplicas: 2\n  \
+                 maxReplicas: 6\n  targetCPUUtilizationPercentage: {cpu}\n"
+            )
+        };
+        let file = server.dir().join(format!("{name}.yaml"));
+        let path = file.to_str().unwrap().to_owned();
+        let args = ["apply", "-f", path.as_str()];
+        let apply = |cpu: u32| {
+            std::fs::write(&file, manifest(cpu)).unwrap();
+            server.kubectl(version, &args)
+        };
+        let out = apply(70).await.unwrap().ok();
+        let hpa = format!("horizontalpodautoscaler.autoscaling/{name}");
+        assert_eq!(out.stdout.trim(), format!("{hpa} created"), "{version}");
+        let out = apply(70).await.unwrap().ok();
+        assert_eq!(out.stdout.trim(), format!("{hpa} unchanged"), "{version}");
+
+        let v2 = server
+            .kubectl(version, &["get", "hpa", &name, "-o", "json"])
+            .await
+            .unwrap()
+            .ok()
+            .json();
+        assert_eq!(v2["apiVersion"], "autoscaling/v2", "{version}");
+        assert_eq!(
+            v2["spec"]["metrics"],
+            serde_json::json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]),
+            "{version}"
+        );
+
+        let out = apply(55).await.unwrap().ok();
+        assert_eq!(out.stdout.trim(), format!("{hpa} configured"), "{version}");
+        let v1_name = "horizontalpodautoscalers.v1.autoscaling";
+        let v1 = server
+            .kubectl(version, &["get", v1_name, &name, "-o", "json"])
+            .await
+            .unwrap()
+            .ok()
+            .json();
+        assert_eq!(v1["apiVersion"], "autoscaling/v1", "{version}");
+        assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 55, "{version}");
+
+        // A v2-only change (a second metric) is kept when a v1 client patches the object.
+        server
+            .kubectl(
+                version,
+                &[
+                    "patch", "hpa", &name, "--type=merge", "-p",
+                    r#"{"spec":{"metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":55}}},{"type":"Pods","pods":{"metric":{"name":"qps"},"target":{"type":"AverageValue","averageValue":"10"}}}]}}"#,
+                ],
+            )
+            .await
+            .unwrap()
+            .ok();
+        server
+            .kubectl(
+                version,
+                &[
+                    "patch",
+                    v1_name,
+                    &name,
+                    "--type=merge",
+                    "-p",
+                    r#"{"spec":{"maxReplicas":9}}"#,
+                ],
+            )
+            .await
+            .unwrap()
+            .ok();
+        let v2 = server
+            .kubectl(version, &["get", "hpa", &name, "-o", "json"])
+            .await
+            .unwrap()
+            .ok()
+            .json();
+        assert_eq!(v2["spec"]["maxReplicas"], 9, "{version}");
+        assert_eq!(
+            v2["spec"]["metrics"].as_array().map(Vec::len),
+            Some(2),
+            "{version}: {v2}"
+        );
+        assert!(
+            v2["metadata"]["annotations"]
+                .get("autoscaling.alpha.kubernetes.io/metrics")
+                .is_none(),
+            "{version}: the round-trip annotation is not stored: {v2}"
+        );
+        let table = server
+            .kubectl(version, &["get", v1_name, &name])
+            .await
+            .unwrap()
+            .ok();
+        assert!(table.stdout.contains(&name), "{version}: {}", table.stdout);
+    }
 }

@@ -154,13 +154,6 @@ async fn kubectl_1_32_and_1_33_create_every_generator_with_protobuf(backend: Bac
             "--max=5",
             "--cpu-percent=80",
         ];
-        if version == "1.32" {
-            // kubectl 1.32 posts an autoscaling/v1 HorizontalPodAutoscaler, a version not served until v1 <-> v2
-            // conversion exists (the decoder knows its message already).
-            let refused = run(AUTOSCALE).await.failed();
-            assert!(refused.stderr.contains("NotFound"), "{}", refused.stderr);
-            continue;
-        }
         let out = run(AUTOSCALE).await.ok();
         assert_eq!(
             out.stdout.trim(),
@@ -177,6 +170,11 @@ async fn kubectl_1_32_and_1_33_create_every_generator_with_protobuf(backend: Bac
             hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
             80
         );
+        // One stored object, served in both versions (kubectl 1.32 posted it as autoscaling/v1).
+        let v1 = get("horizontalpodautoscalers.v1.autoscaling", "web").await;
+        assert_eq!(v1["apiVersion"], "autoscaling/v1", "{version}");
+        assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 80, "{version}");
+        assert!(v1["spec"].get("metrics").is_none(), "{version}: {v1}");
     }
 }
 
