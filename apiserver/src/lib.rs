@@ -139,7 +139,10 @@ async fn api_request(State(server): State<Arc<ApiServer>>, request: Request) -> 
 /// Where the server keeps its state.
 #[derive(Clone, Debug)]
 pub enum StorageConfig {
-    Etcd { endpoints: Vec<String> },
+    Etcd {
+        endpoints: Vec<String>,
+        tls: Option<flotilla_storage::etcd::EtcdTls>,
+    },
     Embedded,
 }
 
@@ -164,6 +167,9 @@ pub struct Config {
     pub compaction_interval: Duration,
     /// Past events the watch cache keeps per resource (kube's `--default-watch-cache-size`).
     pub watch_cache_size: usize,
+    /// When set, start fails unless storage answers within this time; otherwise the server starts anyway and
+    /// answers 503 until etcd comes up (as a control plane whose etcd starts after it needs).
+    pub storage_startup_timeout: Option<Duration>,
 }
 
 impl Config {
@@ -185,6 +191,7 @@ impl Config {
             write_kubeconfig: None,
             compaction_interval: compaction::DEFAULT_INTERVAL,
             watch_cache_size: cache::DEFAULT_HISTORY,
+            storage_startup_timeout: None,
         }
     }
 }
@@ -199,8 +206,11 @@ pub struct Running {
 
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     Ok(match &config.storage {
-        StorageConfig::Etcd { endpoints } => {
-            let etcd = flotilla_storage::etcd::EtcdConfig::new(endpoints.clone());
+        StorageConfig::Etcd { endpoints, tls } => {
+            let etcd = flotilla_storage::etcd::EtcdConfig {
+                tls: tls.clone(),
+                ..flotilla_storage::etcd::EtcdConfig::new(endpoints.clone())
+            };
             Arc::new(
                 flotilla_storage::etcd::EtcdStore::connect(&etcd)
                     .await
@@ -217,12 +227,40 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     })
 }
 
+/// Waits until storage answers, or fails naming it.
+async fn wait_for_storage(store: &dyn Store, storage: &StorageConfig, timeout: Duration) -> Result<()> {
+    let attempts = async {
+        loop {
+            match store.current_revision().await {
+                Ok(_) => return,
+                Err(err) => tracing::debug!(error = %err, "storage does not answer yet"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    if tokio::time::timeout(timeout, attempts).await.is_ok() {
+        return Ok(());
+    }
+    let last = match tokio::time::timeout(Duration::from_secs(1), store.current_revision()).await {
+        Ok(Err(err)) => err.to_string(),
+        _ => "no answer".to_owned(),
+    };
+    let what = match storage {
+        StorageConfig::Etcd { endpoints, .. } => format!("etcd at {}", endpoints.join(",")),
+        StorageConfig::Embedded => "the embedded store".to_owned(),
+    };
+    anyhow::bail!("{what} is unreachable (waited {}s): {last}", timeout.as_secs())
+}
+
 /// Starts the server: returns once it listens.
 pub async fn start(config: Config) -> Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data directory {}", config.data_dir.display()))?;
     let prefix = StoragePrefix::new(&config.storage_prefix)?;
     let store = open_store(&config).await?;
+    if let Some(timeout) = config.storage_startup_timeout {
+        wait_for_storage(store.as_ref(), &config.storage, timeout).await?;
+    }
 
     let host = hostname();
     let serving = match (&config.tls_cert_file, &config.tls_private_key_file) {

@@ -14,6 +14,15 @@ struct Args {
     /// etcd client URLs, comma-separated; without them the embedded store in --data-dir is used.
     #[arg(long, value_delimiter = ',')]
     etcd_servers: Vec<String>,
+    /// The CA (PEM) that signed etcd's serving certificates, for `https://` etcd servers.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// The client certificate (PEM) to present to etcd, when etcd checks client certificates.
+    #[arg(long, requires = "etcd_keyfile")]
+    etcd_certfile: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, requires = "etcd_certfile")]
+    etcd_keyfile: Option<PathBuf>,
     /// Where the embedded store, the generated certificates and the admin credential live.
     #[arg(long, default_value = "./flotilla-data")]
     data_dir: PathBuf,
@@ -66,6 +75,13 @@ async fn main() -> Result<()> {
         } else {
             StorageConfig::Etcd {
                 endpoints: args.etcd_servers,
+                tls: (args.etcd_cafile.is_some() || args.etcd_certfile.is_some()).then_some(
+                    flotilla_storage::etcd::EtcdTls {
+                        ca_file: args.etcd_cafile,
+                        cert_file: args.etcd_certfile,
+                        key_file: args.etcd_keyfile,
+                    },
+                ),
             }
         },
         data_dir: args.data_dir,
@@ -79,6 +95,8 @@ async fn main() -> Result<()> {
         write_kubeconfig: args.write_kubeconfig,
         compaction_interval: args.etcd_compaction_interval,
         watch_cache_size: args.default_watch_cache_size,
+        // etcd may start after the apiserver (as on a host cluster): serve 503 until it answers.
+        storage_startup_timeout: None,
     };
     let running = flotilla_apiserver::start(config).await?;
     tracing::info!(address = %running.address, "serving");

@@ -24,6 +24,9 @@ use crate::member::{self, MemberSettings};
 /// The regions simulated members are spread over, round robin.
 const REGIONS: &[&str] = &["eu-west", "us-east", "ap-south"];
 
+/// How long `flotilla up` waits for the etcd it is given before giving up.
+const ETCD_STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// `flotilla up`'s settings.
 #[derive(Clone, Debug)]
 pub struct UpOptions {
@@ -66,6 +69,7 @@ pub async fn start(options: &UpOptions, progress: &mut dyn Write) -> Result<Fede
     } else {
         StorageConfig::Etcd {
             endpoints: options.etcd_servers.clone(),
+            tls: None,
         }
     };
     write!(progress, "Starting the federation apiserver … ")?;
@@ -73,6 +77,7 @@ pub async fn start(options: &UpOptions, progress: &mut dyn Write) -> Result<Fede
     let config = Config {
         bind_address: options.bind_address,
         secure_port: options.port,
+        storage_startup_timeout: Some(ETCD_STARTUP_TIMEOUT),
         ..Config::new(storage, options.data_dir.clone())
     };
     let apiserver = flotilla_apiserver::start(config).await?;

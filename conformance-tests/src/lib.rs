@@ -57,7 +57,10 @@ impl TestApiserver {
             Backend::Etcd => {
                 let etcd = tokio::task::spawn_blocking(EtcdServer::start).await??;
                 let endpoints = vec![etcd.endpoint()];
-                (Some(etcd), flotilla_apiserver::StorageConfig::Etcd { endpoints })
+                (
+                    Some(etcd),
+                    flotilla_apiserver::StorageConfig::Etcd { endpoints, tls: None },
+                )
             }
         };
         let data_dir = dir.path().join("data");

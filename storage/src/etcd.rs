@@ -11,6 +11,7 @@
 //! `--experimental-watch-progress-notify-interval` (10 minutes unless set; our harness and deploy set 5 s).
 //! etcd 3.4's on-demand `RequestProgress` answer can overtake pending events, so it is not used.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +39,43 @@ pub struct EtcdConfig {
     pub connect_timeout: Duration,
     /// The largest message accepted from etcd (a list of many large values can be big).
     pub max_message_bytes: usize,
+    /// TLS to etcd (`https://` endpoints), as kube-apiserver's `--etcd-cafile`, `--etcd-certfile` and
+    /// `--etcd-keyfile`.
+    pub tls: Option<EtcdTls>,
+}
+
+/// PEM files for TLS to etcd: the CA that signed etcd's serving certificates and, when etcd checks client
+/// certificates (`--client-cert-auth`), the client's certificate and key.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdTls {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    fn options(&self) -> Result<etcd_client::TlsOptions> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|err| Error::InvalidArgument(format!("read {}: {err}", path.display())))
+        };
+        let mut options = etcd_client::TlsOptions::new();
+        if let Some(ca) = &self.ca_file {
+            options = options.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => {
+                options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "an etcd client certificate and key go together".to_owned(),
+                ));
+            }
+        }
+        Ok(options)
+    }
 }
 
 impl EtcdConfig {
@@ -47,6 +85,7 @@ impl EtcdConfig {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
             max_message_bytes: 256 << 20,
+            tls: None,
         }
     }
 }
@@ -174,10 +213,13 @@ impl EtcdStore {
     /// Connects lazily: this succeeds while etcd is down, and calls fail with [`Error::Unavailable`] until it
     /// answers.
     pub async fn connect(config: &EtcdConfig) -> Result<Self> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_timeout(config.request_timeout)
             .with_connect_timeout(config.connect_timeout)
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        if let Some(tls) = &config.tls {
+            options = options.with_tls(tls.options()?);
+        }
         let client = Client::connect(&config.endpoints, Some(options))
             .await
             .map_err(|err| etcd_error(err, Op::key("")))?;
