@@ -34,11 +34,17 @@ pub const MANAGED_LABEL: &str = "federation.flotilla.io/managed";
 /// that the objects in them can be created).
 pub const FEDERATED_TYPES: &[(&str, &str, &str)] = &[
     ("", "v1", "namespaces"),
+    ("", "v1", "serviceaccounts"),
+    ("rbac.authorization.k8s.io", "v1", "clusterroles"),
+    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"),
+    ("rbac.authorization.k8s.io", "v1", "roles"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
     ("", "v1", "configmaps"),
     ("", "v1", "secrets"),
     ("", "v1", "services"),
     ("networking.k8s.io", "v1", "ingresses"),
     ("apps", "v1", "daemonsets"),
+    ("apps", "v1", "statefulsets"),
     ("apps", "v1", "deployments"),
     ("apps", "v1", "replicasets"),
     ("batch", "v1", "jobs"),

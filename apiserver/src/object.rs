@@ -256,6 +256,10 @@ pub fn validate_metadata(
 /// into `data` (base64) and dropped, as kube's Secret conversion does.
 pub fn normalize(object: &mut Value, resource: &Resource) {
     use base64::Engine as _;
+    if resource.group == "apps" && resource.plural == "statefulsets" {
+        default_stateful_set(object);
+        return;
+    }
     if !(resource.group.is_empty() && resource.plural == "secrets") {
         return;
     }
@@ -275,10 +279,32 @@ pub fn normalize(object: &mut Value, resource: &Resource) {
     }
 }
 
+/// kube's defaults for a StatefulSet's own fields (`SetDefaults_StatefulSet`; its pod template is not defaulted
+/// yet): `kubectl rollout status` needs the update strategy.
+fn default_stateful_set(object: &mut Value) {
+    let Some(Value::Object(spec)) = object.get_mut("spec") else {
+        return;
+    };
+    spec.entry("replicas").or_insert(json!(1));
+    spec.entry("podManagementPolicy").or_insert(json!("OrderedReady"));
+    spec.entry("revisionHistoryLimit").or_insert(json!(10));
+    spec.entry("persistentVolumeClaimRetentionPolicy")
+        .or_insert(json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+    let strategy = spec
+        .entry("updateStrategy")
+        .or_insert(json!({"type": "RollingUpdate"}));
+    if let Some(strategy) = strategy.as_object_mut() {
+        let kind = strategy.entry("type").or_insert(json!("RollingUpdate"));
+        if kind == "RollingUpdate" {
+            strategy.entry("rollingUpdate").or_insert(json!({"partition": 0}));
+        }
+    }
+}
+
 /// Whether `object` decodes as its Rust type, as kube-apiserver decodes every body into its Go type: a field of
 /// the wrong shape (`"spec": "x"`, `"replicas": "two"`) is a 400. (Unknown fields are not checked here.)
 pub fn check_decodes(object: &Value, resource: &Resource) -> Result<(), ApiError> {
-    use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking};
+    use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking, rbac};
     fn decode<T: serde::de::DeserializeOwned>(object: &Value) -> Result<(), String> {
         T::deserialize(object).map(drop).map_err(|e| e.to_string())
     }
@@ -288,15 +314,23 @@ pub fn check_decodes(object: &Value, resource: &Resource) -> Result<(), ApiError
         ("", "secrets") => decode::<core::v1::Secret>(object),
         ("", "services") => decode::<core::v1::Service>(object),
         ("", "events") => decode::<core::v1::Event>(object),
+        ("", "serviceaccounts") => decode::<core::v1::ServiceAccount>(object),
         ("apps", "deployments") => decode::<apps::v1::Deployment>(object),
         ("apps", "replicasets") => decode::<apps::v1::ReplicaSet>(object),
         ("apps", "daemonsets") => decode::<apps::v1::DaemonSet>(object),
+        ("apps", "statefulsets") => decode::<apps::v1::StatefulSet>(object),
         ("batch", "jobs") => decode::<batch::v1::Job>(object),
         ("autoscaling", "horizontalpodautoscalers") => {
             decode::<autoscaling::v2::HorizontalPodAutoscaler>(object)
         }
         ("networking.k8s.io", "ingresses") => decode::<networking::v1::Ingress>(object),
         ("coordination.k8s.io", "leases") => decode::<coordination::v1::Lease>(object),
+        ("rbac.authorization.k8s.io", "clusterroles") => decode::<rbac::v1::ClusterRole>(object),
+        ("rbac.authorization.k8s.io", "clusterrolebindings") => {
+            decode::<rbac::v1::ClusterRoleBinding>(object)
+        }
+        ("rbac.authorization.k8s.io", "roles") => decode::<rbac::v1::Role>(object),
+        ("rbac.authorization.k8s.io", "rolebindings") => decode::<rbac::v1::RoleBinding>(object),
         ("", "nodes") => decode::<core::v1::Node>(object),
         ("federation", "clusters") => decode::<flotilla_api::federation::Cluster>(object),
         _ => Ok(()),
@@ -467,6 +501,29 @@ pub fn prepare_update(new: &mut Value, old: &Value, behaviour: Behaviour, subres
 mod tests {
     use super::*;
     use flotilla_api::resources::lookup;
+
+    #[test]
+    fn stateful_sets_get_kubes_defaults_and_keep_their_own() {
+        let statefulsets = lookup(
+            flotilla_api::resources::Profile::Federation,
+            "apps",
+            "v1",
+            "statefulsets",
+        )
+        .unwrap();
+        let mut bare = json!({"spec": {"serviceName": "db"}});
+        normalize(&mut bare, statefulsets);
+        assert_eq!(bare["spec"]["replicas"], 1);
+        assert_eq!(bare["spec"]["podManagementPolicy"], "OrderedReady");
+        assert_eq!(
+            bare["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
+        let mut on_delete = json!({"spec": {"replicas": 3, "updateStrategy": {"type": "OnDelete"}}});
+        normalize(&mut on_delete, statefulsets);
+        assert_eq!(on_delete["spec"]["replicas"], 3);
+        assert_eq!(on_delete["spec"]["updateStrategy"], json!({"type": "OnDelete"}));
+    }
 
     #[test]
     fn secret_string_data_becomes_base64_data() {

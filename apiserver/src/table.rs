@@ -154,6 +154,26 @@ fn condition_status(object: &Value, type_: &str) -> Option<String> {
         .and_then(|c| c["status"].as_str().map(str::to_owned))
 }
 
+/// A binding's subjects of `kind`, as kube prints them (service accounts as `namespace/name`).
+fn subjects(o: &Value, kind: &str) -> Value {
+    let names: Vec<String> = o
+        .get("subjects")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|subject| s(subject, "/kind") == kind)
+        .map(|subject| {
+            let name = s(subject, "/name");
+            if kind == "ServiceAccount" {
+                format!("{}/{name}", s(subject, "/namespace"))
+            } else {
+                name
+            }
+        })
+        .collect();
+    json!(names.join(", "))
+}
+
 fn containers(object: &Value, field: &str) -> Value {
     let list: Vec<String> = object
         .pointer("/spec/template/spec/containers")
@@ -314,6 +334,37 @@ fn columns(resource: &Resource) -> Vec<Column> {
             col("Containers", "string", 1, |o| containers(o, "name")),
             col("Images", "string", 1, |o| containers(o, "image")),
             col("Selector", "string", 1, selector),
+        ],
+        ("", "serviceaccounts") => vec![
+            NAME,
+            col("Secrets", "string", 0, |o| {
+                json!(
+                    o.get("secrets")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                        .to_string()
+                )
+            }),
+            AGE,
+        ],
+        ("apps", "statefulsets") => vec![
+            NAME,
+            col("Ready", "string", 0, |o| {
+                json!(format!("{}/{}", i(o, "/status/readyReplicas"), replicas(o)))
+            }),
+            AGE,
+            col("Containers", "string", 1, |o| containers(o, "name")),
+            col("Images", "string", 1, |o| containers(o, "image")),
+        ],
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => vec![
+            NAME,
+            col("Role", "string", 0, |o| {
+                json!(format!("{}/{}", s(o, "/roleRef/kind"), s(o, "/roleRef/name")))
+            }),
+            AGE,
+            col("Users", "string", 1, |o| subjects(o, "User")),
+            col("Groups", "string", 1, |o| subjects(o, "Group")),
+            col("ServiceAccounts", "string", 1, |o| subjects(o, "ServiceAccount")),
         ],
         ("apps", "daemonsets") => vec![
             NAME,

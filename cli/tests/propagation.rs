@@ -186,6 +186,45 @@ spec:
   scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: api}
   minReplicas: 3
   maxReplicas: 12
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: runner, namespace: shop}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: shop}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [get, list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: runner-reads, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects: [{kind: ServiceAccount, name: runner, namespace: shop}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: shop-viewer}
+rules: [{apiGroups: [apps], resources: [deployments], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: shop-viewers}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: shop-viewer}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: shop-team}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: shop}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      serviceAccountName: runner
+      containers: [{name: db, image: postgres:16}]
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,8 +242,14 @@ async fn every_type_reaches_every_member_and_status_adds_up() {
                 "daemonset/agent",
                 "job/crunch",
                 "hpa/api",
+                "serviceaccount/runner",
+                "role/reader",
+                "rolebinding/runner-reads",
+                "clusterrole/shop-viewer",
+                "clusterrolebinding/shop-viewers",
+                "statefulset/db",
             ] {
-                let args = if object.starts_with("namespace") {
+                let args = if object.starts_with("namespace") || object.starts_with("cluster") {
                     vec![object]
                 } else {
                     vec![object, "-n", "shop"]
@@ -308,6 +353,37 @@ async fn every_type_reaches_every_member_and_status_adds_up() {
         (ds["status"]["numberReady"] == 9).then_some(())
     })
     .await;
+
+    // Every member runs the whole StatefulSet; the federation's is rolled out when every member's is.
+    federation
+        .kubectl(&[
+            "rollout",
+            "status",
+            "statefulset/db",
+            "-n",
+            "shop",
+            "--timeout=60s",
+        ])
+        .await
+        .ok();
+    let db = federation
+        .kubectl(&["get", "statefulset", "db", "-n", "shop", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(db["status"]["readyReplicas"], 2, "{db}");
+    for (member, _) in MEMBERS {
+        let copy = federation
+            .member_object(member, &["statefulset/db", "-n", "shop"])
+            .await
+            .unwrap();
+        assert_eq!(copy["spec"]["replicas"], 2);
+    }
+    let binding = federation
+        .member_object(MEMBERS[0].0, &["clusterrolebinding/shop-viewers"])
+        .await
+        .unwrap();
+    assert_eq!(binding["subjects"][0]["name"], "shop-team");
 
     // Orphaning leaves the copies; deleting the namespace removes the rest everywhere.
     federation

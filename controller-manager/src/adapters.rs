@@ -89,6 +89,46 @@ pub fn all(capacity_timeout: Duration) -> Vec<Box<dyn Adapter>> {
             true,
             Aggregate::None,
         )),
+        Box::new(Copied::new(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            Aggregate::None,
+        )),
+        Box::new(Copied::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            Aggregate::None,
+        )),
+        Box::new(Copied::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            Aggregate::None,
+        )),
+        Box::new(Copied::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            true,
+            Aggregate::None,
+        )),
+        Box::new(Copied::new(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            Aggregate::None,
+        )),
         Box::new(Copied::new("", "v1", "Secret", "secrets", true, Aggregate::None)),
         Box::new(Copied::new(
             "",
@@ -113,6 +153,14 @@ pub fn all(capacity_timeout: Duration) -> Vec<Box<dyn Adapter>> {
             "daemonsets",
             true,
             Aggregate::DaemonSet,
+        )),
+        Box::new(Copied::new(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            true,
+            Aggregate::StatefulSet,
         )),
         Box::new(Replicated::new(
             "Deployment",
@@ -202,6 +250,9 @@ pub enum Aggregate {
     LoadBalancer,
     /// DaemonSet counts summed.
     DaemonSet,
+    /// StatefulSet counts of the least advanced member: every member runs the whole StatefulSet, so the
+    /// federation's is ready (and rolled out) when every member's is, and `kubectl rollout status` waits for all.
+    StatefulSet,
 }
 
 /// A type copied as is to every selected member.
@@ -327,6 +378,35 @@ impl Adapter for Copied {
                     "numberAvailable": sum("numberAvailable"),
                     "numberUnavailable": sum("numberUnavailable"),
                 });
+                status["observedGeneration"] = observed_generation(object, members, applied);
+                Some(status)
+            }
+            Aggregate::StatefulSet => {
+                let least = |field: &str| {
+                    members
+                        .values()
+                        .map(|m| int(m, &format!("/status/{field}")))
+                        .min()
+                        .unwrap_or(0)
+                };
+                let mut status = json!({
+                    "replicas": least("replicas"),
+                    "readyReplicas": least("readyReplicas"),
+                    "currentReplicas": least("currentReplicas"),
+                    "updatedReplicas": least("updatedReplicas"),
+                    "availableReplicas": least("availableReplicas"),
+                });
+                // A member still rolling out shows its revisions, so that the federation's differ too.
+                if let Some(rolling) = members
+                    .values()
+                    .find(|m| m.pointer("/status/currentRevision") != m.pointer("/status/updateRevision"))
+                {
+                    for field in ["currentRevision", "updateRevision"] {
+                        if let Some(revision) = rolling.pointer(&format!("/status/{field}")) {
+                            status[field] = revision.clone();
+                        }
+                    }
+                }
                 status["observedGeneration"] = observed_generation(object, members, applied);
                 Some(status)
             }

@@ -22,6 +22,7 @@ enum Kind {
     Deployment,
     ReplicaSet,
     DaemonSet,
+    StatefulSet,
     Job,
     HorizontalPodAutoscaler,
     Service,
@@ -29,10 +30,11 @@ enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 7] = [
+    const ALL: [Kind; 8] = [
         Kind::Deployment,
         Kind::ReplicaSet,
         Kind::DaemonSet,
+        Kind::StatefulSet,
         Kind::Job,
         Kind::HorizontalPodAutoscaler,
         Kind::Service,
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Deployment => ApiResource::erase::<apps::v1::Deployment>(&()),
             Kind::ReplicaSet => ApiResource::erase::<apps::v1::ReplicaSet>(&()),
             Kind::DaemonSet => ApiResource::erase::<apps::v1::DaemonSet>(&()),
+            Kind::StatefulSet => ApiResource::erase::<apps::v1::StatefulSet>(&()),
             Kind::Job => ApiResource::erase::<batch::v1::Job>(&()),
             Kind::HorizontalPodAutoscaler => {
                 ApiResource::erase::<autoscaling::v2::HorizontalPodAutoscaler>(&())
@@ -148,6 +151,7 @@ async fn reconcile(
             let clock = simulator.clock(&value, false, &now);
             workloads::daemon_set(&value, clock, i64::from(simulator.behaviour.nodes))
         }
+        Kind::StatefulSet => workloads::stateful_set(&value, simulator.clock(&value, false, &now)),
         Kind::Job => workloads::job(&value, simulator.clock(&value, true, &now)),
         Kind::HorizontalPodAutoscaler => {
             let (simulated, scale) = simulator.autoscale(&value, &namespace, &now).await?;

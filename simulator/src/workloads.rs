@@ -187,6 +187,27 @@ pub fn replicated(object: &Value, clock: Clock<'_>, grant: i64, deployment: bool
     Simulated { status, recheck }
 }
 
+/// A StatefulSet of `spec.replicas` pods, ready after the ready delay (not counted against the member's
+/// capacity, which is for Deployments and ReplicaSets), at the revision of its generation.
+pub fn stateful_set(object: &Value, clock: Clock<'_>) -> Simulated {
+    let mut simulated = replicated(object, clock, i64::MAX, false);
+    let status = &mut simulated.status;
+    if let Some(fields) = status.as_object_mut() {
+        fields.remove("fullyLabeledReplicas");
+    }
+    let replicas = int(object, "/spec/replicas").unwrap_or(1).max(0);
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let revision = format!("{name}-{}", int(object, "/metadata/generation").unwrap_or(1));
+    status["currentReplicas"] = count(replicas);
+    status["updatedReplicas"] = count(replicas);
+    status["currentRevision"] = json!(revision);
+    status["updateRevision"] = json!(revision);
+    simulated
+}
+
 /// A Job: `parallelism` pods at a time, each wave taking the ready delay, until `completions` succeeded.
 /// `clock.elapsed` counts from when the Job was first seen.
 pub fn job(object: &Value, clock: Clock<'_>) -> Simulated {
@@ -445,6 +466,19 @@ mod tests {
         object["status"] = json!({"readyReplicas": 3});
         let scaling = replicated(&object, clock(10), i64::MAX, true);
         assert_eq!(scaling.status["readyReplicas"], 3);
+    }
+
+    #[test]
+    fn stateful_sets_become_ready_after_the_delay_at_their_generation() {
+        let object = json!({"metadata": {"name": "db", "generation": 2}, "spec": {"replicas": 3}});
+        let waiting = stateful_set(&object, clock(100));
+        assert_eq!(waiting.status["readyReplicas"], Value::Null);
+        assert!(waiting.recheck.is_some());
+        let ready = stateful_set(&object, clock(5_000));
+        assert_eq!(ready.status["readyReplicas"], 3);
+        assert_eq!(ready.status["currentRevision"], "db-2");
+        assert_eq!(ready.status["updateRevision"], "db-2");
+        assert!(ready.status.get("fullyLabeledReplicas").is_none());
     }
 
     #[test]

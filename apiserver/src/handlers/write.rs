@@ -289,6 +289,10 @@ async fn update_with(
                         &subject,
                     ));
                 }
+                if subresource.is_none() {
+                    // Defaults first, so that a spec they complete does not count as changed.
+                    object::normalize(&mut new, ctx.resource);
+                }
                 object::prepare_update(&mut new, &current, ctx.behaviour, subresource);
                 new
             }

@@ -4,7 +4,7 @@
 //! map types) from `extensions.tsv`, the facts kube's 1.33 spec holds for these types.
 
 use flotilla_api::resources::Profile;
-use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking};
+use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking, rbac};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
@@ -56,13 +56,19 @@ pub fn build() -> (Vec<ServedKind>, Map<String, Value>) {
         served::<core::v1::Secret>(&mut generator),
         served::<core::v1::Service>(&mut generator),
         served::<core::v1::Event>(&mut generator),
+        served::<core::v1::ServiceAccount>(&mut generator),
         served::<apps::v1::Deployment>(&mut generator),
         served::<apps::v1::ReplicaSet>(&mut generator),
         served::<apps::v1::DaemonSet>(&mut generator),
+        served::<apps::v1::StatefulSet>(&mut generator),
         served::<batch::v1::Job>(&mut generator),
         served::<autoscaling::v2::HorizontalPodAutoscaler>(&mut generator),
         served::<autoscaling::v1::HorizontalPodAutoscaler>(&mut generator),
         served::<networking::v1::Ingress>(&mut generator),
+        served::<rbac::v1::ClusterRole>(&mut generator),
+        served::<rbac::v1::ClusterRoleBinding>(&mut generator),
+        served::<rbac::v1::Role>(&mut generator),
+        served::<rbac::v1::RoleBinding>(&mut generator),
         served::<coordination::v1::Lease>(&mut generator),
         served::<core::v1::Node>(&mut generator),
         served::<flotilla_api::federation::Cluster>(&mut generator),

@@ -10,13 +10,19 @@ pub static ROOTS: &[Root] = &[
     Root { api_version: "v1", kind: "Secret", message: "io.k8s.api.core.v1.Secret" },
     Root { api_version: "v1", kind: "Service", message: "io.k8s.api.core.v1.Service" },
     Root { api_version: "v1", kind: "Event", message: "io.k8s.api.core.v1.Event" },
+    Root { api_version: "v1", kind: "ServiceAccount", message: "io.k8s.api.core.v1.ServiceAccount" },
     Root { api_version: "apps/v1", kind: "Deployment", message: "io.k8s.api.apps.v1.Deployment" },
     Root { api_version: "apps/v1", kind: "ReplicaSet", message: "io.k8s.api.apps.v1.ReplicaSet" },
     Root { api_version: "apps/v1", kind: "DaemonSet", message: "io.k8s.api.apps.v1.DaemonSet" },
+    Root { api_version: "apps/v1", kind: "StatefulSet", message: "io.k8s.api.apps.v1.StatefulSet" },
     Root { api_version: "batch/v1", kind: "Job", message: "io.k8s.api.batch.v1.Job" },
     Root { api_version: "autoscaling/v2", kind: "HorizontalPodAutoscaler", message: "io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler" },
     Root { api_version: "autoscaling/v1", kind: "HorizontalPodAutoscaler", message: "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler" },
     Root { api_version: "networking.k8s.io/v1", kind: "Ingress", message: "io.k8s.api.networking.v1.Ingress" },
+    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", message: "io.k8s.api.rbac.v1.ClusterRole" },
+    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", message: "io.k8s.api.rbac.v1.ClusterRoleBinding" },
+    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "Role", message: "io.k8s.api.rbac.v1.Role" },
+    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", message: "io.k8s.api.rbac.v1.RoleBinding" },
     Root { api_version: "coordination.k8s.io/v1", kind: "Lease", message: "io.k8s.api.coordination.v1.Lease" },
     Root { api_version: "autoscaling/v1", kind: "Scale", message: "io.k8s.api.autoscaling.v1.Scale" },
 ];
@@ -129,6 +135,58 @@ pub static MESSAGES: &[Message] = &[
     Message { name: "io.k8s.api.apps.v1.RollingUpdateDeployment", fields: &[
         Field { tag: 1, json: "maxUnavailable", shape: Shape::One, kind: Kind::IntOrString, presence: Presence::OmitEmpty },
         Field { tag: 2, json: "maxSurge", shape: Shape::One, kind: Kind::IntOrString, presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy", fields: &[
+        Field { tag: 1, json: "partition", shape: Shape::One, kind: Kind::Int32, presence: Presence::Pointer },
+        Field { tag: 2, json: "maxUnavailable", shape: Shape::One, kind: Kind::IntOrString, presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.apps.v1.StatefulSet", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::One, kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "spec", shape: Shape::One, kind: Kind::Message("io.k8s.api.apps.v1.StatefulSetSpec"), presence: Presence::OmitEmpty },
+        Field { tag: 3, json: "status", shape: Shape::One, kind: Kind::Message("io.k8s.api.apps.v1.StatefulSetStatus"), presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.apps.v1.StatefulSetCondition", fields: &[
+        Field { tag: 1, json: "type", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+        Field { tag: 2, json: "status", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+        Field { tag: 3, json: "lastTransitionTime", shape: Shape::One, kind: Kind::Time, presence: Presence::OmitEmpty },
+        Field { tag: 4, json: "reason", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 5, json: "message", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.apps.v1.StatefulSetOrdinals", fields: &[
+        Field { tag: 1, json: "start", shape: Shape::One, kind: Kind::Int32, presence: Presence::Always },
+    ] },
+    Message { name: "io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy", fields: &[
+        Field { tag: 1, json: "whenDeleted", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "whenScaled", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.apps.v1.StatefulSetSpec", fields: &[
+        Field { tag: 1, json: "replicas", shape: Shape::One, kind: Kind::Int32, presence: Presence::Pointer },
+        Field { tag: 2, json: "selector", shape: Shape::One, kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"), presence: Presence::OmitEmpty },
+        Field { tag: 3, json: "template", shape: Shape::One, kind: Kind::Message("io.k8s.api.core.v1.PodTemplateSpec"), presence: Presence::OmitEmpty },
+        Field { tag: 4, json: "volumeClaimTemplates", shape: Shape::Repeated, kind: Kind::Message("io.k8s.api.core.v1.PersistentVolumeClaim"), presence: Presence::OmitEmpty },
+        Field { tag: 5, json: "serviceName", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+        Field { tag: 6, json: "podManagementPolicy", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 7, json: "updateStrategy", shape: Shape::One, kind: Kind::Message("io.k8s.api.apps.v1.StatefulSetUpdateStrategy"), presence: Presence::OmitEmpty },
+        Field { tag: 8, json: "revisionHistoryLimit", shape: Shape::One, kind: Kind::Int32, presence: Presence::Pointer },
+        Field { tag: 9, json: "minReadySeconds", shape: Shape::One, kind: Kind::Int32, presence: Presence::OmitEmpty },
+        Field { tag: 10, json: "persistentVolumeClaimRetentionPolicy", shape: Shape::One, kind: Kind::Message("io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy"), presence: Presence::OmitEmpty },
+        Field { tag: 11, json: "ordinals", shape: Shape::One, kind: Kind::Message("io.k8s.api.apps.v1.StatefulSetOrdinals"), presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.apps.v1.StatefulSetStatus", fields: &[
+        Field { tag: 1, json: "observedGeneration", shape: Shape::One, kind: Kind::Int64, presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "replicas", shape: Shape::One, kind: Kind::Int32, presence: Presence::Always },
+        Field { tag: 3, json: "readyReplicas", shape: Shape::One, kind: Kind::Int32, presence: Presence::OmitEmpty },
+        Field { tag: 4, json: "currentReplicas", shape: Shape::One, kind: Kind::Int32, presence: Presence::OmitEmpty },
+        Field { tag: 5, json: "updatedReplicas", shape: Shape::One, kind: Kind::Int32, presence: Presence::OmitEmpty },
+        Field { tag: 6, json: "currentRevision", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 7, json: "updateRevision", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 9, json: "collisionCount", shape: Shape::One, kind: Kind::Int32, presence: Presence::Pointer },
+        Field { tag: 10, json: "conditions", shape: Shape::Repeated, kind: Kind::Message("io.k8s.api.apps.v1.StatefulSetCondition"), presence: Presence::OmitEmpty },
+        Field { tag: 11, json: "availableReplicas", shape: Shape::One, kind: Kind::Int32, presence: Presence::Always },
+    ] },
+    Message { name: "io.k8s.api.apps.v1.StatefulSetUpdateStrategy", fields: &[
+        Field { tag: 1, json: "type", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "rollingUpdate", shape: Shape::One, kind: Kind::Message("io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy"), presence: Presence::OmitEmpty },
     ] },
     Message { name: "io.k8s.api.autoscaling.v1.CrossVersionObjectReference", fields: &[
         Field { tag: 1, json: "kind", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
@@ -694,6 +752,10 @@ pub static MESSAGES: &[Message] = &[
     Message { name: "io.k8s.api.core.v1.LocalObjectReference", fields: &[
         Field { tag: 1, json: "name", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
     ] },
+    Message { name: "io.k8s.api.core.v1.ModifyVolumeStatus", fields: &[
+        Field { tag: 1, json: "targetVolumeAttributesClassName", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "status", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+    ] },
     Message { name: "io.k8s.api.core.v1.NFSVolumeSource", fields: &[
         Field { tag: 1, json: "server", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
         Field { tag: 2, json: "path", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
@@ -747,6 +809,19 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 6, json: "resourceVersion", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
         Field { tag: 7, json: "fieldPath", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
     ] },
+    Message { name: "io.k8s.api.core.v1.PersistentVolumeClaim", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::One, kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "spec", shape: Shape::One, kind: Kind::Message("io.k8s.api.core.v1.PersistentVolumeClaimSpec"), presence: Presence::OmitEmpty },
+        Field { tag: 3, json: "status", shape: Shape::One, kind: Kind::Message("io.k8s.api.core.v1.PersistentVolumeClaimStatus"), presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.core.v1.PersistentVolumeClaimCondition", fields: &[
+        Field { tag: 1, json: "type", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+        Field { tag: 2, json: "status", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+        Field { tag: 3, json: "lastProbeTime", shape: Shape::One, kind: Kind::Time, presence: Presence::OmitEmpty },
+        Field { tag: 4, json: "lastTransitionTime", shape: Shape::One, kind: Kind::Time, presence: Presence::OmitEmpty },
+        Field { tag: 5, json: "reason", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 6, json: "message", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+    ] },
     Message { name: "io.k8s.api.core.v1.PersistentVolumeClaimSpec", fields: &[
         Field { tag: 1, json: "accessModes", shape: Shape::Repeated, kind: Kind::String, presence: Presence::OmitEmpty },
         Field { tag: 2, json: "resources", shape: Shape::One, kind: Kind::Message("io.k8s.api.core.v1.VolumeResourceRequirements"), presence: Presence::OmitEmpty },
@@ -757,6 +832,16 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 7, json: "dataSource", shape: Shape::One, kind: Kind::Message("io.k8s.api.core.v1.TypedLocalObjectReference"), presence: Presence::OmitEmpty },
         Field { tag: 8, json: "dataSourceRef", shape: Shape::One, kind: Kind::Message("io.k8s.api.core.v1.TypedObjectReference"), presence: Presence::OmitEmpty },
         Field { tag: 9, json: "volumeAttributesClassName", shape: Shape::One, kind: Kind::String, presence: Presence::Pointer },
+    ] },
+    Message { name: "io.k8s.api.core.v1.PersistentVolumeClaimStatus", fields: &[
+        Field { tag: 1, json: "phase", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "accessModes", shape: Shape::Repeated, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 3, json: "capacity", shape: Shape::Map, kind: Kind::Quantity, presence: Presence::OmitEmpty },
+        Field { tag: 4, json: "conditions", shape: Shape::Repeated, kind: Kind::Message("io.k8s.api.core.v1.PersistentVolumeClaimCondition"), presence: Presence::OmitEmpty },
+        Field { tag: 5, json: "allocatedResources", shape: Shape::Map, kind: Kind::Quantity, presence: Presence::OmitEmpty },
+        Field { tag: 7, json: "allocatedResourceStatuses", shape: Shape::Map, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 8, json: "currentVolumeAttributesClassName", shape: Shape::One, kind: Kind::String, presence: Presence::Pointer },
+        Field { tag: 9, json: "modifyVolumeStatus", shape: Shape::One, kind: Kind::Message("io.k8s.api.core.v1.ModifyVolumeStatus"), presence: Presence::OmitEmpty },
     ] },
     Message { name: "io.k8s.api.core.v1.PersistentVolumeClaimTemplate", fields: &[
         Field { tag: 1, json: "metadata", shape: Shape::One, kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), presence: Presence::OmitEmpty },
@@ -1003,6 +1088,12 @@ pub static MESSAGES: &[Message] = &[
         Field { tag: 2, json: "spec", shape: Shape::One, kind: Kind::Message("io.k8s.api.core.v1.ServiceSpec"), presence: Presence::OmitEmpty },
         Field { tag: 3, json: "status", shape: Shape::One, kind: Kind::Message("io.k8s.api.core.v1.ServiceStatus"), presence: Presence::OmitEmpty },
     ] },
+    Message { name: "io.k8s.api.core.v1.ServiceAccount", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::One, kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "secrets", shape: Shape::Repeated, kind: Kind::Message("io.k8s.api.core.v1.ObjectReference"), presence: Presence::OmitEmpty },
+        Field { tag: 3, json: "imagePullSecrets", shape: Shape::Repeated, kind: Kind::Message("io.k8s.api.core.v1.LocalObjectReference"), presence: Presence::OmitEmpty },
+        Field { tag: 4, json: "automountServiceAccountToken", shape: Shape::One, kind: Kind::Bool, presence: Presence::Pointer },
+    ] },
     Message { name: "io.k8s.api.core.v1.ServiceAccountTokenProjection", fields: &[
         Field { tag: 1, json: "audience", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
         Field { tag: 2, json: "expirationSeconds", shape: Shape::One, kind: Kind::Int64, presence: Presence::Pointer },
@@ -1224,6 +1315,46 @@ pub static MESSAGES: &[Message] = &[
     Message { name: "io.k8s.api.networking.v1.ServiceBackendPort", fields: &[
         Field { tag: 1, json: "name", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
         Field { tag: 2, json: "number", shape: Shape::One, kind: Kind::Int32, presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.rbac.v1.AggregationRule", fields: &[
+        Field { tag: 1, json: "clusterRoleSelectors", shape: Shape::Repeated, kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"), presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.rbac.v1.ClusterRole", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::One, kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "rules", shape: Shape::Repeated, kind: Kind::Message("io.k8s.api.rbac.v1.PolicyRule"), presence: Presence::OmitEmpty },
+        Field { tag: 3, json: "aggregationRule", shape: Shape::One, kind: Kind::Message("io.k8s.api.rbac.v1.AggregationRule"), presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.rbac.v1.ClusterRoleBinding", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::One, kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "subjects", shape: Shape::Repeated, kind: Kind::Message("io.k8s.api.rbac.v1.Subject"), presence: Presence::OmitEmpty },
+        Field { tag: 3, json: "roleRef", shape: Shape::One, kind: Kind::Message("io.k8s.api.rbac.v1.RoleRef"), presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.rbac.v1.PolicyRule", fields: &[
+        Field { tag: 1, json: "verbs", shape: Shape::Repeated, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "apiGroups", shape: Shape::Repeated, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 3, json: "resources", shape: Shape::Repeated, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 4, json: "resourceNames", shape: Shape::Repeated, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 5, json: "nonResourceURLs", shape: Shape::Repeated, kind: Kind::String, presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.rbac.v1.Role", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::One, kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "rules", shape: Shape::Repeated, kind: Kind::Message("io.k8s.api.rbac.v1.PolicyRule"), presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.rbac.v1.RoleBinding", fields: &[
+        Field { tag: 1, json: "metadata", shape: Shape::One, kind: Kind::Message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"), presence: Presence::OmitEmpty },
+        Field { tag: 2, json: "subjects", shape: Shape::Repeated, kind: Kind::Message("io.k8s.api.rbac.v1.Subject"), presence: Presence::OmitEmpty },
+        Field { tag: 3, json: "roleRef", shape: Shape::One, kind: Kind::Message("io.k8s.api.rbac.v1.RoleRef"), presence: Presence::OmitEmpty },
+    ] },
+    Message { name: "io.k8s.api.rbac.v1.RoleRef", fields: &[
+        Field { tag: 1, json: "apiGroup", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+        Field { tag: 2, json: "kind", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+        Field { tag: 3, json: "name", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+    ] },
+    Message { name: "io.k8s.api.rbac.v1.Subject", fields: &[
+        Field { tag: 1, json: "kind", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+        Field { tag: 2, json: "apiGroup", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
+        Field { tag: 3, json: "name", shape: Shape::One, kind: Kind::String, presence: Presence::Always },
+        Field { tag: 4, json: "namespace", shape: Shape::One, kind: Kind::String, presence: Presence::OmitEmpty },
     ] },
     Message { name: "io.k8s.apimachinery.pkg.apis.meta.v1.Condition", fields: &[
         Field { tag: 1, json: "type", shape: Shape::One, kind: Kind::String, presence: Presence::Always },

@@ -1,7 +1,7 @@
 //! Real kubectl against the federation apiserver: the commands users and pipelines run.
 //!
-//! `kubectl apply`, `create -f`, `edit`, `diff` and `explain` need the OpenAPI documents and are not covered
-//! here yet. This suite creates with 1.27–1.31, which send JSON; `protobuf.rs` covers the protobuf bodies of
+//! Discovery is checked with every kubectl from 1.27 to 1.33; the rest mostly with 1.30, which sends JSON.
+//! `apply.rs` covers `apply`, `create -f`, `edit`, `diff` and `explain`, `protobuf.rs` the protobuf bodies of
 //! kubectl 1.32+ `create <generator>`.
 
 use std::time::Duration;
@@ -26,7 +26,7 @@ async fn start(backend: Backend) -> TestApiserver {
 
 async fn version_and_discovery_work_for_every_kubectl(backend: Backend) {
     let server = start(backend).await;
-    for version in ["1.27", "1.28", "1.30", "1.33"] {
+    for version in ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"] {
         let out = server.kubectl(version, &["version"]).await.unwrap().ok();
         assert!(
             // 1.27 prints `version.Info{… GitVersion:"v1.33.0+…"}`, later ones `Server Version: v1.33.0+…`.
@@ -46,6 +46,10 @@ async fn version_and_discovery_work_for_every_kubectl(backend: Backend) {
             "horizontalpodautoscalers",
             "autoscaling/v2",
             "leases",
+            "statefulsets",
+            "serviceaccounts",
+            "rolebindings",
+            "rbac.authorization.k8s.io/v1",
         ] {
             assert!(
                 out.stdout.contains(expected),
