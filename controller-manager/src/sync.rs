@@ -732,6 +732,20 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
                 .await?;
         }
     }
+    // Autoscaled, the member HPAs decide the replicas; like kube's HPA with its target, the federation's object
+    // is scaled to what they run in total, so that `kubectl rollout status` and `get` agree with the members.
+    if autoscaled && applied && !placed.is_empty() {
+        let total: i64 = placed.values().map(replicas).sum();
+        if total != replicas(&value) {
+            federation_api
+                .patch_scale(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"replicas": total}})),
+                )
+                .await?;
+        }
+    }
     if let Some(first) = failures.first() {
         return Err(SyncError::Members {
             failed: failures.len(),
