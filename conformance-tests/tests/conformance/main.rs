@@ -2,6 +2,7 @@
 //! apiserver on each storage backend, a real etcd included.
 
 mod apply;
+mod deploy;
 mod errors;
 mod kube_rs;
 mod kubectl;
