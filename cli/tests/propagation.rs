@@ -681,3 +681,60 @@ async fn a_member_short_of_capacity_gets_its_overflow_moved() {
     let placed_elsewhere = capped.replicas["m2"] + capped.replicas["m3"];
     assert_eq!(placed_elsewhere, 10, "{capped:?}");
 }
+
+/// Copies of a type the federation holds nothing of are not watched, but a member that joins with copies left
+/// from an earlier life of the federation has them looked at once: Flotilla's go, anything else stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_left_behind_of_an_unused_type_are_swept_when_a_member_joins() {
+    let federation = Federation::start(&[("m1", "region=eu")]).await;
+    let late = common::Member::start("late", federation.path(), &[]).await;
+    let in_late = |args: Vec<&str>, stdin: Option<&str>| {
+        let kubeconfig = late.kubeconfig.clone();
+        let dir = federation.path().to_owned();
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        let stdin = stdin.map(str::to_owned);
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            flotilla_conformance_tests::kubectl_at(
+                &kubeconfig,
+                &dir,
+                common::KUBECTL,
+                &args,
+                stdin.as_deref(),
+                &[],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let leftovers = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: stale, namespace: default, labels: {federation.flotilla.io/managed: "true"}}
+rules: []
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: owned-by-the-member, namespace: default}
+rules: []
+"#;
+    in_late(vec!["apply", "-f", "-"], Some(leftovers)).await.ok();
+    let out = common::flotilla(&[
+        "join",
+        "late",
+        "--kubeconfig",
+        federation.kubeconfig.to_str().unwrap(),
+        "--cluster-kubeconfig",
+        late.kubeconfig.to_str().unwrap(),
+    ])
+    .await;
+    assert!(out.success, "{}", out.stderr);
+    eventually("the stale copy swept from the late member", || async {
+        let out = in_late(vec!["get", "role", "stale", "-o", "name"], None).await;
+        (!out.success).then_some(())
+    })
+    .await;
+    in_late(vec!["get", "role", "owned-by-the-member"], None)
+        .await
+        .ok();
+}

@@ -345,6 +345,11 @@ async fn main() {
         rss,
         peak,
     );
+    if rss == 0 {
+        let log = cm.output();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        eprintln!("the controller manager exited; its last lines: {tail:#?}");
+    }
     if idle_cpu > 1.0 || writes_after != writes_before {
         let log = cm.output();
         let warnings: Vec<&str> = log

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use flotilla_api::federation::{self, Cluster, DELETE_FROM_MEMBERS_FINALIZER, MANAGED_LABEL};
 use futures::{FutureExt as _, StreamExt};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -76,17 +76,42 @@ pub enum SyncError {
     Members { failed: usize, first: String },
 }
 
-/// One member's caches: a reflector of Flotilla's copies per federated type.
+/// One member's caches: a reflector of Flotilla's copies per federated type in use. A type is watched in the
+/// members only once the federation holds an object of it (see [`Fleet::active`]), so a federation of ConfigMaps
+/// and Deployments keeps a handful of watches per member, not one per federated type.
 struct MemberCache {
     fingerprint: String,
     client: Client,
     labels: BTreeMap<String, String>,
-    stores: Vec<Store<DynamicObject>>,
-    synced: Vec<Arc<AtomicBool>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// By adapter index; `None` for a type not in use yet.
+    types: Vec<Option<TypeCache>>,
+    /// Every type started with the cache has synced once: the member is in view (newly used types do not take
+    /// it out again; their reconciles wait for their own cache).
+    in_view: bool,
+    /// Looks once through the types not in use for copies left behind ([`sweep_unused`]).
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for MemberCache {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
+}
+
+/// The reflector of one federated type in one member.
+struct TypeCache {
+    store: Store<DynamicObject>,
+    synced: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TypeCache {
+    fn synced(&self) -> bool {
+        self.synced.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for TypeCache {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
@@ -110,6 +135,9 @@ pub struct Fleet {
     triggers: Vec<mpsc::UnboundedSender<ObjectRef<DynamicObject>>>,
     resync_all: Vec<mpsc::UnboundedSender<()>>,
     federation_stores: OnceLock<Vec<Store<DynamicObject>>>,
+    /// By adapter index: the federation has held an object of the type (not a local one) since this process
+    /// started, so members' copies of it are watched. Never reset: a type in use stays watched.
+    active: Vec<AtomicBool>,
     options: SyncOptions,
     metrics: Arc<Metrics>,
 }
@@ -188,6 +216,7 @@ pub async fn run(
         triggers,
         resync_all,
         federation_stores: OnceLock::new(),
+        active: adapters.iter().map(|_| AtomicBool::new(false)).collect(),
         options,
         metrics,
     });
@@ -201,6 +230,7 @@ pub async fn run(
         let resource = adapter.resource().clone();
         let api: Api<DynamicObject> = Api::all_with(federation.clone(), &resource);
         let controller = Controller::new_with(api, watcher::Config::default(), resource)
+            .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENT_SYNCS))
             .reconcile_on(UnboundedReceiverStream::new(triggered))
             .reconcile_all_on(UnboundedReceiverStream::new(resync));
         stores.push(controller.store());
@@ -215,6 +245,10 @@ pub async fn run(
     tokio::spawn(maintain(fleet.clone()));
     futures::future::join_all(controllers).await;
 }
+
+/// Reconciles of one type at a time. Each writes to every member at once, so this bounds the requests (and
+/// the member connections they open) in flight to this many times the members.
+const CONCURRENT_SYNCS: u16 = 16;
 
 /// First retry after a failed sync; doubled per consecutive failure of the same object, up to a minute (v1 used
 /// 5 s to 1 min), and reset by a success.
@@ -273,7 +307,7 @@ async fn maintain(fleet: Arc<Fleet>) {
             .filter(|c| c.is_ready())
             .filter_map(|c| Some((c.metadata.name.clone()?, c)))
             .collect();
-        let mut started = false;
+        let mut started = activate_types(&fleet);
         {
             let mut caches = fleet.caches.write().expect("not poisoned");
             caches.retain(|name, cache| {
@@ -288,6 +322,7 @@ async fn maintain(fleet: Arc<Fleet>) {
             if has_cache {
                 if let Some(cache) = fleet.caches.write().expect("not poisoned").get_mut(name) {
                     cache.labels = labels;
+                    start_types(&fleet, name, cache);
                 }
                 continue;
             }
@@ -313,10 +348,13 @@ async fn maintain(fleet: Arc<Fleet>) {
             }
         }
         let view: BTreeMap<String, BTreeMap<String, String>> = {
-            let caches = fleet.caches.read().expect("not poisoned");
+            let mut caches = fleet.caches.write().expect("not poisoned");
+            for cache in caches.values_mut() {
+                cache.in_view = cache.in_view || cache.types.iter().flatten().all(TypeCache::synced);
+            }
             caches
                 .iter()
-                .filter(|(_, c)| c.synced.iter().all(|s| s.load(Ordering::Relaxed)))
+                .filter(|(_, c)| c.in_view)
                 .map(|(n, c)| (n.clone(), c.labels.clone()))
                 .collect()
         };
@@ -357,7 +395,30 @@ fn forget_deleted(fleet: &Fleet) {
         .retain(|key, _| existing.contains(key));
 }
 
-/// Starts the reflectors of one member.
+/// Marks the types the federation now holds objects of as in use; whether any became so.
+fn activate_types(fleet: &Fleet) -> bool {
+    let Some(stores) = fleet.federation_stores.get() else {
+        return false;
+    };
+    let mut activated = false;
+    for (index, adapter) in fleet.adapters.iter().enumerate() {
+        if fleet.active[index].load(Ordering::Relaxed) {
+            continue;
+        }
+        if stores[index]
+            .state()
+            .iter()
+            .any(|o| !is_local(adapter.as_ref(), o))
+        {
+            tracing::debug!(kind = %adapter.resource().kind, "type in use; watching its copies in the members");
+            fleet.active[index].store(true, Ordering::Relaxed);
+            activated = true;
+        }
+    }
+    activated
+}
+
+/// A member's cache, with reflectors for the types in use.
 fn start_cache(
     fleet: &Arc<Fleet>,
     cluster: &str,
@@ -365,12 +426,26 @@ fn start_cache(
     fingerprint: String,
     labels: BTreeMap<String, String>,
 ) -> MemberCache {
-    let mut stores = Vec::new();
-    let mut synced = Vec::new();
-    let mut tasks = Vec::new();
+    let mut cache = MemberCache {
+        fingerprint,
+        client: client.clone(),
+        labels,
+        types: fleet.adapters.iter().map(|_| None).collect(),
+        in_view: false,
+        sweeper: tokio::spawn(sweep_unused(fleet.clone(), cluster.to_owned(), client.clone())),
+    };
+    start_types(fleet, cluster, &mut cache);
+    cache
+}
+
+/// Starts the reflectors of the types in use that the member's cache lacks.
+fn start_types(fleet: &Arc<Fleet>, cluster: &str, cache: &mut MemberCache) {
     for (index, adapter) in fleet.adapters.iter().enumerate() {
+        if cache.types[index].is_some() || !fleet.active[index].load(Ordering::Relaxed) {
+            continue;
+        }
         let resource = adapter.resource().clone();
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let api: Api<DynamicObject> = Api::all_with(cache.client.clone(), &resource);
         let config = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
         let writer = reflector::store::Writer::new(resource.clone());
         let reader = writer.as_reader();
@@ -388,26 +463,24 @@ fn start_cache(
                 }
                 async {}
             });
-        tasks.push(tokio::spawn(events));
-        let flag = Arc::new(AtomicBool::new(false));
-        let (waiting, done) = (reader.clone(), flag.clone());
+        let synced = Arc::new(AtomicBool::new(false));
+        let (waiting, done) = (reader.clone(), synced.clone());
         let name = cluster.to_owned();
-        tasks.push(tokio::spawn(async move {
-            if waiting.wait_until_ready().await.is_ok() {
-                done.store(true, Ordering::Relaxed);
-                tracing::debug!(cluster = %name, "member cache synced");
-            }
-        }));
-        stores.push(reader);
-        synced.push(flag);
-    }
-    MemberCache {
-        fingerprint,
-        client,
-        labels,
-        stores,
-        synced,
-        tasks,
+        let kind = adapter.resource().kind.clone();
+        let tasks = vec![
+            tokio::spawn(events),
+            tokio::spawn(async move {
+                if waiting.wait_until_ready().await.is_ok() {
+                    done.store(true, Ordering::Relaxed);
+                    tracing::debug!(cluster = %name, %kind, "member cache synced");
+                }
+            }),
+        ];
+        cache.types[index] = Some(TypeCache {
+            store: reader,
+            synced,
+            tasks,
+        });
     }
 }
 
@@ -421,14 +494,14 @@ async fn sweep(fleet: &Arc<Fleet>) {
         let caches = fleet.caches.read().expect("not poisoned");
         for (cluster, cache) in caches.iter() {
             for (index, adapter) in fleet.adapters.iter().enumerate() {
-                if !cache.synced[index].load(Ordering::Relaxed) {
+                let Some(copies) = cache.types[index].as_ref().filter(|t| t.synced()) else {
                     continue;
-                }
+                };
                 let federated = &federation_stores[index];
                 if federated.wait_until_ready().now_or_never().is_none() {
                     continue;
                 }
-                for copy in cache.stores[index].state() {
+                for copy in copies.store.state() {
                     if copy.metadata.deletion_timestamp.is_some() {
                         continue;
                     }
@@ -441,6 +514,55 @@ async fn sweep(fleet: &Arc<Fleet>) {
             }
         }
     }
+    delete_orphans(fleet, deletions).await;
+}
+
+/// Types not in use are not watched, but a member may still hold copies of them, from objects deleted while it
+/// was away or before this process started: each member's are listed once, when its cache starts.
+async fn sweep_unused(fleet: Arc<Fleet>, cluster: String, client: Client) {
+    let federation_stores = loop {
+        if let Some(stores) = fleet.federation_stores.get()
+            && stores
+                .iter()
+                .all(|s| s.wait_until_ready().now_or_never().is_some())
+        {
+            break stores;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut deletions = Vec::new();
+    for (index, adapter) in fleet.adapters.iter().enumerate() {
+        if fleet.active[index].load(Ordering::Relaxed) {
+            continue; // watched: the periodic sweep covers it
+        }
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), adapter.resource());
+        let params = ListParams::default().labels(&format!("{MANAGED_LABEL}=true"));
+        match tokio::time::timeout(fleet.options.member_timeout, api.list(&params)).await {
+            Ok(Ok(list)) => {
+                for copy in list.items {
+                    let reference =
+                        object_ref(adapter.resource(), copy.namespace().as_deref(), &copy.name_any());
+                    if copy.metadata.deletion_timestamp.is_none()
+                        && federation_stores[index].get(&reference).is_none()
+                    {
+                        deletions.push((cluster.clone(), client.clone(), index, Arc::new(copy)));
+                    }
+                }
+            }
+            Ok(Err(err)) => {
+                tracing::debug!(%cluster, kind = %adapter.resource().kind, error = %err, "cannot list copies of a type not in use");
+            }
+            Err(_) => {
+                tracing::debug!(%cluster, kind = %adapter.resource().kind, "no answer listing copies of a type not in use")
+            }
+        }
+    }
+    delete_orphans(&fleet, deletions).await;
+}
+
+/// Deletes copies that looked orphaned in a cache or a list, each only after checking again that its federation
+/// object is gone and the live copy is still Flotilla's.
+async fn delete_orphans(fleet: &Arc<Fleet>, deletions: Vec<(String, Client, usize, Arc<DynamicObject>)>) {
     for (cluster, client, index, copy) in deletions {
         let adapter = &fleet.adapters[index];
         let api = member_api(&client, adapter.as_ref(), copy.namespace().as_deref());
@@ -500,14 +622,13 @@ impl Fleet {
         }
         let mut ready = Vec::new();
         for (name, cache) in caches.iter() {
-            if !cache.synced[index].load(Ordering::Relaxed) {
-                return None;
-            }
+            // A type just put in use has its reflectors started on the next maintenance round.
+            let copies = cache.types[index].as_ref().filter(|t| t.synced())?;
             ready.push(Ready {
                 name: name.clone(),
                 labels: cache.labels.clone(),
                 client: cache.client.clone(),
-                store: cache.stores[index].clone(),
+                store: copies.store.clone(),
             });
         }
         Some(ready)
