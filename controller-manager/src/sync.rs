@@ -450,7 +450,11 @@ fn start_types(fleet: &Arc<Fleet>, cluster: &str, cache: &mut MemberCache) {
         let writer = reflector::store::Writer::new(resource.clone());
         let reader = writer.as_reader();
         let trigger = fleet.triggers[index].clone();
-        let events = reflector::reflector(writer, watcher(api, config))
+        // A real member's managedFields can outweigh the object and nothing here reads them: not cached.
+        let copies = watcher(api, config).modify(|copy: &mut DynamicObject| {
+            copy.metadata.managed_fields = None;
+        });
+        let events = reflector::reflector(writer, copies)
             .default_backoff()
             .touched_objects()
             .for_each(move |object| {
