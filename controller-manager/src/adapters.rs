@@ -396,7 +396,10 @@ impl Adapter for Copied {
                     "updatedReplicas": least("updatedReplicas"),
                     "availableReplicas": least("availableReplicas"),
                 });
-                // A member still rolling out shows its revisions, so that the federation's differ too.
+                // A member still rolling out shows its revisions, so that the federation's differ too; once none is,
+                // the federation shows none (null removes what an earlier rollout left in the merge patch).
+                status["currentRevision"] = Value::Null;
+                status["updateRevision"] = Value::Null;
                 if let Some(rolling) = members
                     .values()
                     .find(|m| m.pointer("/status/currentRevision") != m.pointer("/status/updateRevision"))
@@ -736,6 +739,43 @@ mod tests {
             .collect();
         assert_eq!(replicas.iter().sum::<i64>(), 10);
         assert_eq!(replicas[0], 5);
+    }
+
+    #[test]
+    fn stateful_set_status_is_the_least_advanced_members() {
+        let adapter = Copied::new(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            true,
+            Aggregate::StatefulSet,
+        );
+        let object = json!({"metadata": {"name": "db", "generation": 2}});
+        let member = |ready: i64, current: &str, update: &str| {
+            json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "replicas": 3,
+                "readyReplicas": ready, "currentReplicas": 3, "updatedReplicas": 3,
+                "currentRevision": current, "updateRevision": update}})
+        };
+        let rolling = BTreeMap::from([
+            ("a".to_owned(), member(3, "db-2", "db-2")),
+            ("b".to_owned(), member(1, "db-1", "db-2")),
+        ]);
+        let status = adapter.aggregate(&object, &rolling, true).unwrap();
+        assert_eq!(status["readyReplicas"], 1);
+        assert_eq!(status["replicas"], 3);
+        assert_eq!(
+            (&status["currentRevision"], &status["updateRevision"]),
+            (&json!("db-1"), &json!("db-2"))
+        );
+        let done = BTreeMap::from([
+            ("a".to_owned(), member(3, "db-2", "db-2")),
+            ("b".to_owned(), member(3, "db-2", "db-2")),
+        ]);
+        let status = adapter.aggregate(&object, &done, true).unwrap();
+        assert_eq!(status["readyReplicas"], 3);
+        assert_eq!(status["observedGeneration"], 2);
+        assert!(status["currentRevision"].is_null() && status["updateRevision"].is_null());
     }
 
     #[test]

@@ -847,7 +847,13 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
     let applied = !wrote && failures.is_empty() && placed.len() == desired.len();
     if let Some(status) = adapter.aggregate(&value, &placed, applied) {
         let current = value.get("status").cloned().unwrap_or(json!({}));
-        if !adapters::covers(&current, &without_nulls(&status)) {
+        // A null asks for a field to go (a merge patch); one still present is a difference too.
+        let stale = status.as_object().is_some_and(|fields| {
+            fields
+                .iter()
+                .any(|(k, v)| v.is_null() && !current[k.as_str()].is_null())
+        });
+        if stale || !adapters::covers(&current, &without_nulls(&status)) {
             federation_api
                 .patch_status(
                     &name,
