@@ -154,6 +154,30 @@ fn condition_status(object: &Value, type_: &str) -> Option<String> {
         .and_then(|c| c["status"].as_str().map(str::to_owned))
 }
 
+/// When an event was first seen, as kube prints it: `firstTimestamp`, else `eventTime`.
+fn event_first_seen(o: &Value) -> String {
+    let first = s(o, "/firstTimestamp");
+    if first.is_empty() {
+        age_since(&s(o, "/eventTime"))
+    } else {
+        age_since(&first)
+    }
+}
+
+/// When an event was last seen: its series' last observation, else `lastTimestamp`, else when first seen.
+fn event_last_seen(o: &Value) -> String {
+    let series = s(o, "/series/lastObservedTime");
+    if !series.is_empty() {
+        return age_since(&series);
+    }
+    let last = s(o, "/lastTimestamp");
+    if last.is_empty() {
+        event_first_seen(o)
+    } else {
+        age_since(&last)
+    }
+}
+
 /// A binding's subjects of `kind`, as kube prints them (service accounts as `namespace/name`).
 fn subjects(o: &Value, kind: &str) -> Value {
     let names: Vec<String> = o
@@ -334,6 +358,47 @@ fn columns(resource: &Resource) -> Vec<Column> {
             col("Containers", "string", 1, |o| containers(o, "name")),
             col("Images", "string", 1, |o| containers(o, "image")),
             col("Selector", "string", 1, selector),
+        ],
+        ("", "events") => vec![
+            col("Last Seen", "string", 0, |o| json!(event_last_seen(o))),
+            col("Type", "string", 0, |o| json!(s(o, "/type"))),
+            col("Reason", "string", 0, |o| json!(s(o, "/reason"))),
+            col("Object", "string", 0, |o| {
+                let kind = s(o, "/involvedObject/kind").to_lowercase();
+                let name = s(o, "/involvedObject/name");
+                json!(if name.is_empty() {
+                    kind
+                } else {
+                    format!("{kind}/{name}")
+                })
+            }),
+            col("Subobject", "string", 1, |o| {
+                json!(s(o, "/involvedObject/fieldPath"))
+            }),
+            col("Source", "string", 1, |o| {
+                let first = |a: &str, b: &str| {
+                    let a = s(o, a);
+                    if a.is_empty() { s(o, b) } else { a }
+                };
+                let component = first("/source/component", "/reportingComponent");
+                let instance = first("/source/host", "/reportingInstance");
+                json!(if instance.is_empty() {
+                    component
+                } else {
+                    format!("{component}, {instance}")
+                })
+            }),
+            col("Message", "string", 0, |o| json!(s(o, "/message").trim())),
+            col("First Seen", "string", 1, |o| json!(event_first_seen(o))),
+            col("Count", "string", 1, |o| {
+                let count = o
+                    .pointer("/series/count")
+                    .or_else(|| o.get("count"))
+                    .and_then(Value::as_i64)
+                    .filter(|c| *c != 0);
+                json!(count.unwrap_or(1))
+            }),
+            col("Name", "string", 1, |o| json!(s(o, "/metadata/name"))),
         ],
         ("", "serviceaccounts") => vec![
             NAME,
@@ -632,5 +697,31 @@ mod tests {
         let t = table(deployments, &[deployment], json!({}), "None", "v1");
         assert_eq!(t["rows"][0]["cells"][1], "2/3");
         assert!(t["rows"][0].get("object").is_none());
+    }
+
+    #[test]
+    fn events_print_kubes_columns() {
+        let events =
+            flotilla_api::resources::lookup(flotilla_api::resources::Profile::Federation, "", "v1", "events")
+                .unwrap();
+        let event = json!({"metadata": {"name": "web.1"}, "type": "Normal", "reason": "CreateInCluster",
+            "message": "Creating Deployment in cluster m1 ", "involvedObject": {"kind": "Deployment", "name": "web"},
+            "source": {"component": "flotilla-controller-manager"}, "count": 3,
+            "firstTimestamp": "2020-01-01T00:00:00Z", "lastTimestamp": "2020-01-01T00:00:00Z"});
+        let t = table(events, &[event], json!({}), "None", "v1");
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["priority"] == 0)
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Last Seen", "Type", "Reason", "Object", "Message"]);
+        let cells = &t["rows"][0]["cells"];
+        assert!(cells[0].as_str().unwrap().ends_with('d'), "{cells}");
+        assert_eq!(cells[3], "deployment/web");
+        assert_eq!(cells[5], "flotilla-controller-manager");
+        assert_eq!(cells[6], "Creating Deployment in cluster m1");
+        assert_eq!(cells[8], 3);
     }
 }
