@@ -41,10 +41,10 @@ fn serves_the_embedded_store_and_writes_a_kubeconfig() {
     child.wait().unwrap();
 }
 
-/// Starts the binary with `args` and its data in `dir/data`, and waits for `/readyz`; the child and its port.
-fn start_ready(dir: &Path, args: &[&str]) -> (std::process::Child, u16) {
+/// Starts the binary with `args`, its data in `dir/data`, on a free port; the child and its port.
+fn spawn(dir: &Path, args: &[&str]) -> (std::process::Child, u16) {
     let port = flotilla_storage::testing::free_port();
-    let mut child = Command::new(APISERVER)
+    let child = Command::new(APISERVER)
         .args([
             "--bind-address",
             "127.0.0.1",
@@ -58,6 +58,12 @@ fn start_ready(dir: &Path, args: &[&str]) -> (std::process::Child, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    (child, port)
+}
+
+/// Like [`spawn`], then waits for `/readyz`.
+fn start_ready(dir: &Path, args: &[&str]) -> (std::process::Child, u16) {
+    let (mut child, port) = spawn(dir, args);
     let ca = dir.join("data/pki/ca.crt");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -170,22 +176,8 @@ fn serves_from_an_etcd_that_requires_tls_and_client_certificates() {
     apiserver.wait().unwrap();
 
     // Without a client certificate etcd refuses the connection, and the apiserver is not ready.
-    let port = flotilla_storage::testing::free_port();
     let unready = dir.path().join("unready");
-    let mut child = Command::new(APISERVER)
-        .args([
-            "--bind-address",
-            "127.0.0.1",
-            "--secure-port",
-            &port.to_string(),
-            "--data-dir",
-        ])
-        .arg(unready.join("data"))
-        .args(["--etcd-servers", &client, "--etcd-cafile", ca])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, port) = spawn(&unready, &["--etcd-servers", &client, "--etcd-cafile", ca]);
     let mut answered = None;
     for _ in 0..100 {
         answered = curl(port, "/readyz", &unready.join("data/pki/ca.crt"));

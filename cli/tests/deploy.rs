@@ -4,16 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{FLOTILLA, KUBECTL};
-use flotilla_conformance_tests::{eventually, kubectl_at, kubectl_binary};
+use common::{FLOTILLA, KUBECTL, repository};
+use flotilla_conformance_tests::{eventually, kubectl_at, path_with_kubectl};
 use flotilla_storage::testing::free_port;
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
 
 /// The `flotilla_leader` gauge of the controller manager serving metrics on `port`.
 async fn leads(port: u16) -> Option<bool> {
@@ -42,9 +38,6 @@ async fn the_local_deployment_runs_each_part_as_its_own_process() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(kubectl_binary(KUBECTL), bin.join("kubectl")).unwrap();
     let data = dir.path().join("local");
     let metrics = free_port();
     let ports = [
@@ -60,10 +53,7 @@ async fn the_local_deployment_runs_each_part_as_its_own_process() {
         .env("FLOTILLA_DATA", &data)
         .env("SIMULATED_MEMBERS", "2")
         .env("HOME", dir.path())
-        .env(
-            "PATH",
-            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()),
-        );
+        .env("PATH", path_with_kubectl(dir.path(), KUBECTL));
     for (name, port) in ports {
         command.env(name, port.to_string());
     }

@@ -7,13 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{FLOTILLA, KUBECTL, flotilla, wait_serving};
-use flotilla_conformance_tests::{Daemon, Output, eventually, kubectl_at, kubectl_binary};
+use common::{FLOTILLA, KUBECTL, flotilla, repository, wait_serving};
+use flotilla_conformance_tests::{Daemon, Output, eventually, kubectl_at, path_with_kubectl};
 use serde_json::Value;
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
 
 /// The first ```sh block after the line containing `marker` in the README.
 fn readme_block(marker: &str) -> String {
@@ -136,10 +132,7 @@ async fn the_readme_tour_runs_as_written() {
         "the tour runs flotilla with {cargo_run:?}"
     );
     let script = format!("set -euxo pipefail\n{}", tour.replace(cargo_run, FLOTILLA));
-    let bin = up.dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(kubectl_binary(KUBECTL), bin.join("kubectl")).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = path_with_kubectl(up.dir.path(), KUBECTL);
     let run = tokio::process::Command::new("bash")
         .args(["-c", &script])
         .current_dir(up.dir.path())

@@ -26,6 +26,18 @@ pub fn kubectl_binary(version: &str) -> PathBuf {
     }
 }
 
+/// A `PATH` whose `kubectl` is the one of `version`, for scripts that run `kubectl` themselves: links it as
+/// `dir/bin/kubectl` and puts that directory first.
+pub fn path_with_kubectl(dir: &Path, version: &str) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("create the bin directory");
+    let kubectl = bin.join("kubectl");
+    if !kubectl.exists() {
+        std::os::unix::fs::symlink(kubectl_binary(version), &kubectl).expect("link kubectl");
+    }
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default())
+}
+
 /// A running federation apiserver, stopped when dropped.
 #[derive(Debug)]
 pub struct TestApiserver {

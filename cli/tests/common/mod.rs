@@ -15,6 +15,11 @@ pub const FLOTILLA: &str = env!("CARGO_BIN_EXE_flotilla");
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-flotilla");
 pub const KUBECTL: &str = "1.33";
 
+/// The workspace's root, where README.md, docs/ and deploy/ are.
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
 /// Runs the `flotilla` CLI to completion.
 pub async fn flotilla(args: &[&str]) -> Output {
     let command = tokio::process::Command::new(FLOTILLA);

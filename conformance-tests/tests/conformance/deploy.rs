@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flotilla_conformance_tests::{Backend, TestApiserver, kubectl_at, kubectl_binary};
+use flotilla_conformance_tests::{Backend, TestApiserver, kubectl_at, path_with_kubectl};
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -15,19 +15,10 @@ fn deploy() -> PathBuf {
 
 /// Runs `certificates.sh NAMES…` with kubectl `version` on the PATH; the Secrets it printed.
 async fn certificates(dir: &Path, names: &[&str]) -> String {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let kubectl = bin.join("kubectl");
-    if !kubectl.exists() {
-        std::os::unix::fs::symlink(kubectl_binary("1.33"), &kubectl).unwrap();
-    }
     let output = tokio::process::Command::new("bash")
         .arg(deploy().join("certificates.sh"))
         .args(names)
-        .env(
-            "PATH",
-            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()),
-        )
+        .env("PATH", path_with_kubectl(dir, "1.33"))
         .env("HOME", dir)
         .output()
         .await
