@@ -5,9 +5,11 @@
 //! N simulated members); the controller manager is the real binary, so that its CPU and RSS are its own.
 //!
 //! `cargo bench -p flotilla-controller-manager --bench propagation -- --members 10 --objects 1000 --kind deployments`
+//!
+//! `--rate N` paces the creates at N per second (the latency of propagation itself rather than of a backlog);
+//! `--controller-manager PATH` runs another build, such as the previous version, for a baseline.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,10 @@ struct Args {
     objects: usize,
     kind: String,
     idle: Duration,
+    /// Creates per second; unpaced (16 at a time, as fast as the federation takes them) when absent.
+    rate: Option<f64>,
+    /// The controller manager binary: another build (the previous version) for a baseline in the same run.
+    controller_manager: std::path::PathBuf,
 }
 
 fn args() -> Args {
@@ -40,6 +46,8 @@ fn args() -> Args {
         objects: 1000,
         kind: "deployments".to_owned(),
         idle: Duration::from_secs(20),
+        rate: None,
+        controller_manager: CONTROLLER_MANAGER.into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,6 +55,10 @@ fn args() -> Args {
             "--members" => args.members = it.next().and_then(|v| v.parse().ok()).expect("--members N"),
             "--objects" => args.objects = it.next().and_then(|v| v.parse().ok()).expect("--objects N"),
             "--kind" => args.kind = it.next().expect("--kind deployments|configmaps"),
+            "--rate" => args.rate = Some(it.next().and_then(|v| v.parse().ok()).expect("--rate N")),
+            "--controller-manager" => {
+                args.controller_manager = it.next().expect("--controller-manager PATH").into()
+            }
             "--idle-secs" => {
                 args.idle =
                     Duration::from_secs(it.next().and_then(|v| v.parse().ok()).expect("--idle-secs N"))
@@ -194,7 +206,7 @@ async fn main() {
     let metrics_port = flotilla_storage::testing::free_port();
     let metrics_address = format!("127.0.0.1:{metrics_port}");
     let cm = Daemon::spawn(
-        Path::new(CONTROLLER_MANAGER),
+        &args.controller_manager,
         &[
             "--kubeconfig",
             kubeconfig.to_str().unwrap(),
@@ -258,7 +270,13 @@ async fn main() {
     futures::stream::iter(0..args.objects)
         .for_each_concurrent(16, |i| {
             let (api, written, kind) = (api.clone(), written.clone(), args.kind.clone());
+            let slot = args
+                .rate
+                .map(|rate| first_write + Duration::from_secs_f64(i as f64 / rate));
             async move {
+                if let Some(slot) = slot {
+                    tokio::time::sleep_until(slot.into()).await;
+                }
                 let name = format!("bench-{i}");
                 let at = Instant::now();
                 api.create(&PostParams::default(), &object(&kind, &name))
@@ -329,10 +347,11 @@ async fn main() {
     let rss = memory_kib(pid, "VmRSS:") / 1024;
 
     println!(
-        "| {} members × {} {} | {}/{} present in every member | p50 {:.0} ms | p99 {:.0} ms | max {:.0} ms | writes took {:.1} s, all present after {:.1} s | idle CPU {:.2}% | member writes while idle {} | RSS {} MiB (peak {} MiB) |",
+        "| {} members × {} {}{} | {}/{} present in every member | p50 {:.0} ms | p99 {:.0} ms | max {:.0} ms | writes took {:.1} s, all present after {:.1} s | idle CPU {:.2}% | member writes while idle {} | RSS {} MiB (peak {} MiB) |",
         args.members,
         args.objects,
         args.kind,
+        args.rate.map(|r| format!(" at {r}/s")).unwrap_or_default(),
         latencies.len(),
         args.objects,
         percentile(&latencies, 0.5).as_secs_f64() * 1000.0,

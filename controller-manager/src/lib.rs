@@ -5,9 +5,11 @@
 //!   members, through a per-type [`adapters::Adapter`] ([`planner`] splits replicas as federation v1 did,
 //!   [`placement`] reads cluster selectors, [`jobs`] and [`hpa`] split Jobs and autoscalers), aggregates
 //!   status back and deletes in cascade.
+//! - [`copies`] is how member copies are cached (compact JSON).
 //! - [`members`] builds member clients from their credential Secrets; [`events`] and [`metrics`] report.
 
 pub mod adapters;
+pub mod copies;
 pub mod events;
 pub mod health;
 pub mod hpa;

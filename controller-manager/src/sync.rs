@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use flotilla_api::federation::{self, Cluster, DELETE_FROM_MEMBERS_FINALIZER, MANAGED_LABEL};
-use futures::{FutureExt as _, StreamExt};
+use futures::{FutureExt as _, StreamExt, TryStreamExt as _};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::adapters::{self, APPLIED_HASH_ANNOTATION, Adapter, Placement};
+use crate::copies::{CopyType, MemberCopy};
 use crate::events;
 use crate::members::Members;
 use crate::metrics::Metrics;
@@ -100,7 +101,7 @@ impl Drop for MemberCache {
 
 /// The reflector of one federated type in one member.
 struct TypeCache {
-    store: Store<DynamicObject>,
+    store: Store<MemberCopy>,
     synced: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -125,6 +126,8 @@ pub struct Fleet {
     members: Arc<Members>,
     clusters: Store<Cluster>,
     adapters: Vec<Arc<dyn Adapter>>,
+    /// By adapter index: its type, shared by the keys of every member cache.
+    copy_types: Vec<CopyType>,
     caches: RwLock<BTreeMap<String, MemberCache>>,
     /// The resourceVersion each federation object was last reconciled at, by (type, key): the backlog metric.
     reconciled: std::sync::Mutex<std::collections::HashMap<(usize, String), String>>,
@@ -155,7 +158,7 @@ struct Ready {
     name: String,
     labels: BTreeMap<String, String>,
     client: Client,
-    store: Store<DynamicObject>,
+    store: Store<MemberCopy>,
 }
 
 fn object_ref(resource: &ApiResource, namespace: Option<&str>, name: &str) -> ObjectRef<DynamicObject> {
@@ -208,6 +211,7 @@ pub async fn run(
         federation: federation.clone(),
         members,
         clusters,
+        copy_types: adapters.iter().map(|a| Arc::new(a.resource().clone())).collect(),
         adapters: adapters.clone(),
         caches: RwLock::new(BTreeMap::new()),
         reconciled: std::sync::Mutex::new(std::collections::HashMap::new()),
@@ -447,13 +451,10 @@ fn start_types(fleet: &Arc<Fleet>, cluster: &str, cache: &mut MemberCache) {
         let resource = adapter.resource().clone();
         let api: Api<DynamicObject> = Api::all_with(cache.client.clone(), &resource);
         let config = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
-        let writer = reflector::store::Writer::new(resource.clone());
+        let writer = reflector::store::Writer::new(fleet.copy_types[index].clone());
         let reader = writer.as_reader();
         let trigger = fleet.triggers[index].clone();
-        // A real member's managedFields can outweigh the object and nothing here reads them: not cached.
-        let copies = watcher(api, config).modify(|copy: &mut DynamicObject| {
-            copy.metadata.managed_fields = None;
-        });
+        let copies = watcher(api, config).map_ok(MemberCopy::event);
         let events = reflector::reflector(writer, copies)
             .default_backoff()
             .touched_objects()
@@ -506,13 +507,18 @@ async fn sweep(fleet: &Arc<Fleet>) {
                     continue;
                 }
                 for copy in copies.store.state() {
-                    if copy.metadata.deletion_timestamp.is_some() {
+                    if copy.deleting() {
                         continue;
                     }
                     let reference =
                         object_ref(adapter.resource(), copy.namespace().as_deref(), &copy.name_any());
                     if federated.get(&reference).is_none() {
-                        deletions.push((cluster.clone(), cache.client.clone(), index, copy));
+                        deletions.push((
+                            cluster.clone(),
+                            cache.client.clone(),
+                            index,
+                            Arc::new(copy.object()),
+                        ));
                     }
                 }
             }
@@ -722,16 +728,13 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
     };
     let name = object.name_any();
     let namespace = object.namespace();
-    let reference = object_ref(adapter.resource(), namespace.as_deref(), &name);
     let value = typed(adapter, serde_json::to_value(object)?);
+    let key = MemberCopy::key(&fleet.copy_types[index], namespace.as_deref(), &name);
     let copies: BTreeMap<String, Value> = ready
         .iter()
         .filter_map(|member| {
-            let copy = member.store.get(&reference)?;
-            Some((
-                member.name.clone(),
-                typed(adapter, serde_json::to_value(&*copy).ok()?),
-            ))
+            let copy = member.store.get(&key)?;
+            Some((member.name.clone(), typed(adapter, copy.value())))
         })
         .collect();
     let federation_api = member_api(&fleet.federation, adapter, namespace.as_deref());
