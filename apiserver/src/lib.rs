@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cache;
 pub mod compaction;
 pub mod conversion;
+pub mod defaults;
 pub mod discovery;
 mod handlers;
 pub mod kubeconfig;
@@ -19,6 +20,7 @@ mod protobuf;
 pub mod status;
 pub mod table;
 pub mod tls;
+pub mod validation;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -252,14 +252,11 @@ pub fn validate_metadata(
     }
 }
 
-/// What kube-apiserver rewrites in an object of some types on every write: a Secret's `stringData` is merged
-/// into `data` (base64) and dropped, as kube's Secret conversion does.
+/// What kube-apiserver rewrites in an object on every write: its type's defaults ([`crate::defaults`]), and a Secret's
+/// `stringData` merged into `data` (base64) and dropped, as kube's Secret conversion does.
 pub fn normalize(object: &mut Value, resource: &Resource) {
     use base64::Engine as _;
-    if resource.group == "apps" && resource.plural == "statefulsets" {
-        default_stateful_set(object);
-        return;
-    }
+    crate::defaults::apply(object, resource);
     if !(resource.group.is_empty() && resource.plural == "secrets") {
         return;
     }
@@ -279,34 +276,20 @@ pub fn normalize(object: &mut Value, resource: &Resource) {
     }
 }
 
-/// kube's defaults for a StatefulSet's own fields (`SetDefaults_StatefulSet`; its pod template is not defaulted
-/// yet): `kubectl rollout status` needs the update strategy.
-fn default_stateful_set(object: &mut Value) {
-    let Some(Value::Object(spec)) = object.get_mut("spec") else {
-        return;
-    };
-    spec.entry("replicas").or_insert(json!(1));
-    spec.entry("podManagementPolicy").or_insert(json!("OrderedReady"));
-    spec.entry("revisionHistoryLimit").or_insert(json!(10));
-    spec.entry("persistentVolumeClaimRetentionPolicy")
-        .or_insert(json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
-    let strategy = spec
-        .entry("updateStrategy")
-        .or_insert(json!({"type": "RollingUpdate"}));
-    if let Some(strategy) = strategy.as_object_mut() {
-        let kind = strategy.entry("type").or_insert(json!("RollingUpdate"));
-        if kind == "RollingUpdate" {
-            strategy.entry("rollingUpdate").or_insert(json!({"partition": 0}));
-        }
-    }
-}
-
-/// Whether `object` decodes as its Rust type, as kube-apiserver decodes every body into its Go type: a field of
-/// the wrong shape (`"spec": "x"`, `"replicas": "two"`) is a 400. (Unknown fields are not checked here.)
-pub fn check_decodes(object: &Value, resource: &Resource) -> Result<(), ApiError> {
+/// Decodes `object` as its Rust type, as kube-apiserver decodes every body into its Go type: a field of the wrong
+/// shape (`"spec": "x"`, `"replicas": "two"`) is a 400. Fields the type does not have are dropped from `object`,
+/// as kube's decoding drops them, and their paths returned (`spec.template.spec.containers[0].imagePolicy`), for
+/// the request's `fieldValidation` to report.
+pub fn check_decodes(object: &mut Value, resource: &Resource) -> Result<Vec<String>, ApiError> {
     use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking, rbac};
-    fn decode<T: serde::de::DeserializeOwned>(object: &Value) -> Result<(), String> {
-        T::deserialize(object).map(drop).map_err(|e| e.to_string())
+    fn decode<T: serde::de::DeserializeOwned + serde::Serialize>(
+        object: &mut Value,
+    ) -> Result<Vec<String>, String> {
+        let typed = T::deserialize(&*object).map_err(|e| e.to_string())?;
+        let known = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+        let mut unknown = Vec::new();
+        drop_unknown(object, &known, "", &mut unknown);
+        Ok(unknown)
     }
     let result = match (resource.group, resource.plural) {
         ("", "namespaces") => decode::<core::v1::Namespace>(object),
@@ -333,7 +316,7 @@ pub fn check_decodes(object: &Value, resource: &Resource) -> Result<(), ApiError
         ("rbac.authorization.k8s.io", "rolebindings") => decode::<rbac::v1::RoleBinding>(object),
         ("", "nodes") => decode::<core::v1::Node>(object),
         ("federation", "clusters") => decode::<flotilla_api::federation::Cluster>(object),
-        _ => Ok(()),
+        _ => Ok(Vec::new()),
     };
     result.map_err(|error| {
         ApiError::BadRequest(format!(
@@ -344,11 +327,54 @@ pub fn check_decodes(object: &Value, resource: &Resource) -> Result<(), ApiError
     })
 }
 
-/// The rules of a type beyond its shape (422 with one cause per problem). Only the federation's own types have
-/// them so far; kube's validation of the built-in types comes with the fidelity work.
-pub fn validate_type(object: &Value, resource: &'static Resource) -> Result<(), ApiError> {
+/// Removes from `object` what its typed form `known` lacks, recording each path. A null is no field at all.
+fn drop_unknown(object: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) {
+    match (object, known) {
+        (Value::Object(fields), Value::Object(known)) => {
+            fields.retain(|key, value| {
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match known.get(key) {
+                    Some(known) => {
+                        drop_unknown(value, known, &at, unknown);
+                        true
+                    }
+                    None if value.is_null() => true,
+                    None => {
+                        unknown.push(at);
+                        false
+                    }
+                }
+            });
+        }
+        (Value::Array(items), Value::Array(known)) => {
+            for (i, (item, known)) in items.iter_mut().zip(known).enumerate() {
+                drop_unknown(item, known, &format!("{path}[{i}]"), unknown);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The rules of a type beyond its shape (422 with one cause per problem): kube's for the built-in types
+/// ([`crate::validation`]), the federation's for Clusters. `old` is the stored object on update.
+pub fn validate_type(
+    object: &Value,
+    old: Option<&Value>,
+    resource: &'static Resource,
+) -> Result<(), ApiError> {
     if resource.group != "federation" {
-        return Ok(());
+        let causes = crate::validation::validate(object, old, resource);
+        if causes.is_empty() {
+            return Ok(());
+        }
+        return Err(ApiError::Invalid {
+            subject: Subject::new(resource, meta_str(object, "name").unwrap_or_default()),
+            causes,
+        });
     }
     let name = meta_str(object, "name").unwrap_or_default();
     let cluster: flotilla_api::federation::Cluster =
@@ -530,7 +556,41 @@ mod tests {
         let secrets = lookup(flotilla_api::resources::Profile::Federation, "", "v1", "secrets").unwrap();
         let mut secret = json!({"data": {"a": "YQ=="}, "stringData": {"b": "s3cret", "a": "override"}});
         normalize(&mut secret, secrets);
-        assert_eq!(secret, json!({"data": {"a": "b3ZlcnJpZGU=", "b": "czNjcmV0"}}));
+        assert_eq!(
+            secret,
+            json!({"type": "Opaque", "data": {"a": "b3ZlcnJpZGU=", "b": "czNjcmV0"}})
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_dropped_and_named() {
+        let deployments = lookup(
+            flotilla_api::resources::Profile::Federation,
+            "apps",
+            "v1",
+            "deployments",
+        )
+        .unwrap();
+        let mut object = json!({"apiVersion": "apps/v1", "kind": "Deployment", "bogus": 1,
+            "metadata": {"name": "a", "labels": {"any": "key"}, "annotation": {}},
+            "spec": {"replicas": 2, "selector": {}, "replica": null, "template": {"spec": {"containers": [
+                {"name": "c", "image": "x"}, {"name": "d", "imagePolicy": "Always", "ports": [{"containerPort": 80, "hostport": 1}]}]}}}});
+        let unknown = check_decodes(&mut object, deployments).unwrap();
+        assert_eq!(
+            unknown,
+            [
+                "bogus",
+                "metadata.annotation",
+                "spec.template.spec.containers[1].imagePolicy",
+                "spec.template.spec.containers[1].ports[0].hostport",
+            ]
+        );
+        assert!(object.get("bogus").is_none());
+        assert_eq!(object["metadata"]["labels"], json!({"any": "key"}));
+        assert_eq!(
+            object["spec"]["template"]["spec"]["containers"][1],
+            json!({"name": "d", "ports": [{"containerPort": 80}]})
+        );
     }
 
     #[test]
@@ -542,11 +602,14 @@ mod tests {
             "deployments",
         )
         .unwrap();
-        let good = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": 2, "selector": {}, "template": {}}});
-        assert!(check_decodes(&good, deployments).is_ok());
-        let bad =
+        let mut good = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": 2, "selector": {}, "template": {}}});
+        assert_eq!(
+            check_decodes(&mut good, deployments).unwrap(),
+            Vec::<String>::new()
+        );
+        let mut bad =
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": "x"});
-        let err = check_decodes(&bad, deployments).unwrap_err();
+        let err = check_decodes(&mut bad, deployments).unwrap_err();
         assert!(
             matches!(err, ApiError::BadRequest(ref m) if m.starts_with("Deployment in version \"v1\" cannot be handled as a Deployment")),
             "{err}"

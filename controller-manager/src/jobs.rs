@@ -121,7 +121,7 @@ impl Adapter for Jobs {
             let p = parallel_plan.replicas.get(cluster).copied().unwrap_or(0).max(1);
             split.insert(cluster.clone(), (p, int(member, "/spec/completions")));
         }
-        let desired = render(object);
+        let desired = render_job(object);
         split
             .into_iter()
             .map(|(cluster, (parallelism, completions))| {
@@ -227,6 +227,35 @@ impl Adapter for Jobs {
     }
 }
 
+/// A Job as members get it: without the selector and pod labels the federation generated from its own uid (each
+/// member generates its own, and refuses a generated selector it did not make).
+fn render_job(object: &Value) -> Value {
+    let mut copy = render(object);
+    if copy.pointer("/spec/manualSelector") == Some(&json!(true)) {
+        return copy;
+    }
+    if let Some(spec) = copy.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("selector");
+    }
+    if let Some(labels) = copy
+        .pointer_mut("/spec/template/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        for generated in GENERATED_LABELS {
+            labels.remove(*generated);
+        }
+    }
+    copy
+}
+
+/// The pod labels kube adds to a Job whose selector it generates.
+const GENERATED_LABELS: &[&str] = &[
+    "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-name",
+    "controller-uid",
+    "job-name",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +348,24 @@ mod tests {
             vec!["a"],
             "b's finished part was removed by its TTL"
         );
+    }
+
+    #[test]
+    fn generated_selectors_stay_in_the_federation() {
+        let generated = json!({"metadata": {"name": "pi"}, "spec": {
+            "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}},
+            "template": {"metadata": {"labels": {"app": "pi", "controller-uid": "u", "job-name": "pi",
+                "batch.kubernetes.io/controller-uid": "u", "batch.kubernetes.io/job-name": "pi"}}}}});
+        let copy = render_job(&generated);
+        assert!(copy["spec"].get("selector").is_none());
+        assert_eq!(
+            copy["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "pi"})
+        );
+        let manual = json!({"metadata": {"name": "pi"}, "spec": {"manualSelector": true,
+            "selector": {"matchLabels": {"job-name": "pi"}},
+            "template": {"metadata": {"labels": {"job-name": "pi"}}}}});
+        assert_eq!(render_job(&manual)["spec"], manual["spec"]);
     }
 
     #[test]

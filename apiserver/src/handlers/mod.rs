@@ -5,7 +5,7 @@ mod watch;
 mod write;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
@@ -36,6 +36,8 @@ pub struct Ctx {
     pub subresource: Option<Subresource>,
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
+    /// `Warning` headers for the response (kubectl prints them).
+    pub warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl Ctx {
@@ -122,6 +124,35 @@ impl Ctx {
                 "unsupported dry run value {other:?}, only \"All\""
             ))),
         }
+    }
+
+    /// What `fieldValidation` makes of fields the type does not have (already dropped from the object): `Strict`
+    /// (kubectl's default) refuses the request with kube's strict decoding error, `Warn` (the default without the
+    /// parameter) answers with a `Warning` per field, `Ignore` says nothing.
+    pub fn field_validation(&self, unknown: Vec<String>) -> Result<(), ApiError> {
+        let directive = self.param("fieldValidation").unwrap_or("Warn");
+        if !matches!(directive, "Strict" | "Warn" | "Ignore") {
+            return Err(ApiError::BadRequest(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", not {directive:?}"
+            )));
+        }
+        if unknown.is_empty() || directive == "Ignore" {
+            return Ok(());
+        }
+        let problems: Vec<String> = unknown
+            .iter()
+            .map(|field| format!("unknown field \"{field}\""))
+            .collect();
+        if directive == "Strict" {
+            return Err(ApiError::BadRequest(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {problems}",
+                kind = self.resource.kind,
+                version = self.version,
+                problems = problems.join(", "),
+            )));
+        }
+        self.warnings.lock().expect("not poisoned").extend(problems);
+        Ok(())
     }
 
     pub fn label_selector(&self) -> Result<LabelSelector, ApiError> {
@@ -224,6 +255,19 @@ async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, 
     let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let ctx = context(server, &target, query, parts.headers)?;
+    let warnings = ctx.warnings.clone();
+    let mut response = respond(ctx, &parts.method, &body).await?;
+    for warning in warnings.lock().expect("not poisoned").iter() {
+        // kube's form: code 299, no agent, the text quoted.
+        let value = format!("299 - {}", serde_json::Value::String(warning.clone()));
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    Ok(response)
+}
+
+async fn respond(ctx: Ctx, method: &Method, body: &Bytes) -> Result<Response, ApiError> {
     let is_watch = matches!(ctx.param("watch"), Some("true" | "1"));
     let table = ctx
         .headers
@@ -231,7 +275,7 @@ async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, 
         .and_then(|v| v.to_str().ok())
         .and_then(crate::table::requested)
         .filter(|_| ctx.subresource.is_none());
-    match (&parts.method, ctx.name.is_some()) {
+    match (method, ctx.name.is_some()) {
         (&Method::GET, false) if is_watch => watch::watch(ctx).await,
         (&Method::GET, false) if table.is_some() => {
             let list = read::list(&ctx).await?;
@@ -254,20 +298,20 @@ async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, 
         }
         // Handlers work on the stored version; the request's version is made here, on the way out.
         (&Method::GET, true) => read::get(&ctx).await.map(|o| json_response(ctx.served(o))),
-        (&Method::POST, false) => write::create(&ctx, &body)
+        (&Method::POST, false) => write::create(&ctx, body)
             .await
             .map(|object| json_status(StatusCode::CREATED, ctx.served(object))),
-        (&Method::PUT, true) => write::update(&ctx, &body)
+        (&Method::PUT, true) => write::update(&ctx, body)
             .await
             .map(|o| json_response(ctx.served(o))),
-        (&Method::PATCH, true) => write::patch(&ctx, &body)
+        (&Method::PATCH, true) => write::patch(&ctx, body)
             .await
             .map(|o| json_response(ctx.served(o))),
-        (&Method::DELETE, true) => write::delete(&ctx, &body)
+        (&Method::DELETE, true) => write::delete(&ctx, body)
             .await
             .map(|(code, object)| json_status(code, ctx.served(object))),
         (&Method::DELETE, false) => {
-            let mut list = write::delete_collection(&ctx, &body).await?;
+            let mut list = write::delete_collection(&ctx, body).await?;
             if ctx.converts()
                 && let Some(items) = list.get_mut("items").and_then(Value::as_array_mut)
             {
@@ -316,6 +360,7 @@ fn context(
         subresource,
         query,
         headers,
+        warnings: Arc::default(),
     })
 }
 

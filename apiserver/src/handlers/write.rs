@@ -176,9 +176,13 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     object::normalize(&mut object, ctx.resource);
     check_namespace(ctx).await?;
     object::prepare_create(&mut object, ctx.behaviour, ctx.resource);
+    if ctx.resource.group == "batch" && ctx.resource.plural == "jobs" {
+        crate::defaults::generate_job_selector(&mut object);
+    }
     object::set_type(&mut object, ctx.resource, ctx.storage_version());
-    object::check_decodes(&object, ctx.resource)?;
-    object::validate_type(&object, ctx.resource)?;
+    let unknown = object::check_decodes(&mut object, ctx.resource)?;
+    ctx.field_validation(unknown)?;
+    object::validate_type(&object, None, ctx.resource)?;
     if ctx.dry_run()? {
         return Ok(object);
     }
@@ -301,8 +305,9 @@ async fn update_with(
         object::normalize(&mut new, ctx.resource);
         check_finalizers(ctx, &current, &new)?;
         object::set_type(&mut new, ctx.resource, ctx.storage_version());
-        object::check_decodes(&new, ctx.resource)?;
-        object::validate_type(&new, ctx.resource)?;
+        let unknown = object::check_decodes(&mut new, ctx.resource)?;
+        ctx.field_validation(unknown)?;
+        object::validate_type(&new, Some(&current), ctx.resource)?;
         let mut unchanged = current.clone();
         object::metadata_mut(&mut unchanged).remove("resourceVersion");
         if new == unchanged {
@@ -662,6 +667,7 @@ pub async fn delete_collection(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiErro
             subresource: None,
             query: Default::default(),
             headers: Default::default(),
+            warnings: ctx.warnings.clone(),
         };
         match delete_object(&item_ctx, &name, &options, dry_run).await {
             Ok((_, mut object)) if object["kind"] != "Status" => {

@@ -188,7 +188,9 @@ fn decode_served(body: &[u8], group: &str, version: &str, plural: &str) -> Value
         plural,
     )
     .expect("served");
-    crate::object::check_decodes(&object, resource).expect("deserialises as the served type");
+    let unknown =
+        crate::object::check_decodes(&mut object.clone(), resource).expect("deserialises as the served type");
+    assert_eq!(unknown, Vec::<String>::new(), "fields the type does not have");
     object
 }
 

@@ -1,0 +1,337 @@
+//! Objects as kube-apiserver shows them: the defaults of `kubectl get -o json` after `kubectl apply`, checked
+//! field by field against what the Kubernetes 1.33 API reference gives for the same input; kube's validation
+//! errors (422 with the field); and `fieldValidation` (kubectl's `--validate`) for misspelt fields. With
+//! kubectl 1.27, 1.30 and 1.33, which all send `fieldValidation=Strict` by default.
+
+use flotilla_conformance_tests::{Backend, TestApiserver};
+use serde_json::{Value, json};
+
+crate::on_both_backends!(
+    applied_objects_show_kubes_defaults,
+    invalid_objects_are_refused_with_the_field,
+    misspelt_fields_follow_validate,
+);
+
+const VERSIONS: [&str; 3] = ["1.27", "1.30", "1.33"];
+
+const MANIFESTS: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+spec:
+  selector:
+    matchLabels: {app: shop}
+  template:
+    metadata:
+      labels: {app: shop}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+        env:
+        - name: NODE
+          valueFrom:
+            fieldRef: {fieldPath: spec.nodeName}
+        readinessProbe:
+          httpGet: {port: 80}
+        resources:
+          limits: {cpu: 500m, memory: 128Mi}
+        volumeMounts:
+        - {name: config, mountPath: /etc/shop}
+      - name: sidecar
+        image: busybox
+      volumes:
+      - name: config
+        configMap: {name: shop}
+      - name: scratch
+        emptyDir: {}
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: report
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: report
+        image: busybox:1.36
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop
+spec:
+  type: LoadBalancer
+  selector: {app: shop}
+  ports:
+  - {name: http, port: 80}
+  - {name: https, port: 443, targetPort: 8443}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: shop
+stringData: {password: s3cret}
+"#;
+
+async fn get_json(server: &TestApiserver, version: &str, what: &str) -> Value {
+    server
+        .kubectl(version, &["get", what, "-o", "json"])
+        .await
+        .unwrap()
+        .ok()
+        .json()
+}
+
+async fn applied_objects_show_kubes_defaults(backend: Backend) {
+    let server = TestApiserver::start(backend).await.unwrap();
+    let file = server.dir().join("shop.yaml");
+    std::fs::write(&file, MANIFESTS).unwrap();
+    let file = file.to_str().unwrap();
+    for version in VERSIONS {
+        let namespace = format!("shop-{}", version.replace('.', "-"));
+        server
+            .kubectl(version, &["create", "namespace", &namespace])
+            .await
+            .unwrap()
+            .ok();
+        server
+            .kubectl(version, &["apply", "-n", &namespace, "-f", file])
+            .await
+            .unwrap()
+            .ok();
+        let get = |what: &'static str| {
+            let (server, version, namespace) = (&server, version, namespace.clone());
+            async move {
+                let out = server
+                    .kubectl(version, &["get", "-n", &namespace, what, "-o", "json"])
+                    .await
+                    .unwrap()
+                    .ok();
+                out.json()
+            }
+        };
+
+        let deployment = get("deployment/shop").await;
+        let spec = &deployment["spec"];
+        assert_eq!(spec["replicas"], 1, "{version}");
+        assert_eq!(spec["revisionHistoryLimit"], 10);
+        assert_eq!(spec["progressDeadlineSeconds"], 600);
+        assert_eq!(
+            spec["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        );
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Always");
+        assert_eq!(pod["dnsPolicy"], "ClusterFirst");
+        assert_eq!(pod["schedulerName"], "default-scheduler");
+        assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+        assert_eq!(pod["securityContext"], json!({}));
+        let web = &pod["containers"][0];
+        assert_eq!(web["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(web["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(web["terminationMessagePolicy"], "File");
+        assert_eq!(web["ports"][0], json!({"containerPort": 80, "protocol": "TCP"}));
+        assert_eq!(
+            web["env"][0]["valueFrom"]["fieldRef"],
+            json!({"apiVersion": "v1", "fieldPath": "spec.nodeName"})
+        );
+        assert_eq!(
+            web["readinessProbe"],
+            json!({"httpGet": {"path": "/", "port": 80, "scheme": "HTTP"}, "failureThreshold": 3,
+                "periodSeconds": 10, "successThreshold": 1, "timeoutSeconds": 1})
+        );
+        // Limits are not copied to requests in a template (kube does that for pods only).
+        assert_eq!(
+            web["resources"],
+            json!({"limits": {"cpu": "500m", "memory": "128Mi"}})
+        );
+        let sidecar = &pod["containers"][1];
+        assert_eq!(sidecar["imagePullPolicy"], "Always");
+        assert_eq!(sidecar["resources"], json!({}));
+        assert_eq!(
+            pod["volumes"],
+            json!([{"name": "config", "configMap": {"name": "shop", "defaultMode": 420}},
+                {"name": "scratch", "emptyDir": {}}])
+        );
+
+        let job = get("job/report").await;
+        let uid = job["metadata"]["uid"].as_str().unwrap().to_owned();
+        let spec = &job["spec"];
+        assert_eq!(spec["completions"], 1, "{version}");
+        assert_eq!(spec["parallelism"], 1);
+        assert_eq!(spec["backoffLimit"], 6);
+        assert_eq!(spec["completionMode"], "NonIndexed");
+        assert_eq!(spec["suspend"], false);
+        assert_eq!(spec["podReplacementPolicy"], "TerminatingOrFailed");
+        assert_eq!(
+            spec["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}})
+        );
+        assert_eq!(
+            spec["template"]["metadata"]["labels"],
+            json!({"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": "report",
+                "controller-uid": uid, "job-name": "report"})
+        );
+
+        let service = get("service/shop").await;
+        let spec = &service["spec"];
+        assert_eq!(spec["sessionAffinity"], "None", "{version}");
+        assert_eq!(spec["externalTrafficPolicy"], "Cluster");
+        assert_eq!(spec["internalTrafficPolicy"], "Cluster");
+        assert_eq!(spec["allocateLoadBalancerNodePorts"], true);
+        assert_eq!(spec["ipFamilyPolicy"], "SingleStack");
+        assert_eq!(spec["ipFamilies"], json!(["IPv4"]));
+        assert_eq!(
+            spec["ports"],
+            json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80},
+                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 8443}])
+        );
+
+        let secret = get("secret/shop").await;
+        assert_eq!(secret["type"], "Opaque", "{version}");
+        assert_eq!(secret["data"], json!({"password": "czNjcmV0"}));
+
+        // The defaults are the server's: re-applying the same file changes nothing (but the Secret, whose
+        // `stringData` kube never stores, so kubectl sends it again every time), and diff sees no difference.
+        let again = server
+            .kubectl(version, &["apply", "-n", &namespace, "-f", file])
+            .await
+            .unwrap()
+            .ok();
+        assert!(
+            again
+                .stdout
+                .lines()
+                .all(|l| l.ends_with("unchanged") || l == "secret/shop configured"),
+            "{version}: {}",
+            again.stdout
+        );
+        let diff = server
+            .kubectl(version, &["diff", "-n", &namespace, "-f", file])
+            .await
+            .unwrap();
+        assert_eq!(diff.code, 0, "{version}: {}{}", diff.stdout, diff.stderr);
+    }
+}
+
+async fn invalid_objects_are_refused_with_the_field(backend: Backend) {
+    let server = TestApiserver::start(backend).await.unwrap();
+    let cases = [
+        (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  selector: {matchLabels: {app: a}}\n  \
+             template:\n    metadata: {labels: {app: b}}\n    spec:\n      containers: [{name: c, image: nginx}]\n",
+            "deployment/bad",
+            "The Deployment \"bad\" is invalid: spec.template.metadata.labels: Invalid value: {\"app\":\"b\"}: \
+             `selector` does not match template `labels`",
+        ),
+        (
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {name: bad}\nspec:\n  template:\n    spec:\n      \
+             containers: [{name: c, image: busybox}]\n",
+            "job/bad",
+            "The Job \"bad\" is invalid: spec.template.spec.restartPolicy: Unsupported value: \"Always\": \
+             supported values: \"OnFailure\", \"Never\"",
+        ),
+        (
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: bad}\nspec:\n  \
+             scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 5\n  maxReplicas: 2\n",
+            "hpa/bad",
+            "The HorizontalPodAutoscaler \"bad\" is invalid: spec.maxReplicas: Invalid value: 2: must be greater \
+             than or equal to `minReplicas`",
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec:\n  ports: [{port: 80}, {port: 81}]\n",
+            "service/bad",
+            "The Service \"bad\" is invalid: \n* spec.ports[0].name: Required value\n* spec.ports[1].name: Required value",
+        ),
+    ];
+    for version in VERSIONS {
+        for (manifest, what, message) in cases {
+            let file = server.dir().join("bad.yaml");
+            std::fs::write(&file, manifest).unwrap();
+            let out = server
+                .kubectl(version, &["apply", "-f", file.to_str().unwrap()])
+                .await
+                .unwrap()
+                .failed();
+            assert!(out.stderr.contains(message), "{version} {what}: {}", out.stderr);
+            let get = server.kubectl(version, &["get", what]).await.unwrap().failed();
+            assert!(
+                get.stderr.contains("NotFound"),
+                "{version} {what}: nothing written"
+            );
+        }
+    }
+}
+
+async fn misspelt_fields_follow_validate(backend: Backend) {
+    let server = TestApiserver::start(backend).await.unwrap();
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: NAME}\ndata: {a: b}\ndatta: {c: d}\n";
+    for version in VERSIONS {
+        let name = format!("typo-{}", version.replace('.', "-"));
+        let file = server.dir().join(format!("{name}.yaml"));
+        std::fs::write(&file, manifest.replace("NAME", &name)).unwrap();
+        let file = file.to_str().unwrap();
+        // kubectl's default is --validate=strict: refused, nothing written.
+        let strict = server
+            .kubectl(version, &["apply", "-f", file])
+            .await
+            .unwrap()
+            .failed();
+        assert!(
+            strict.stderr.contains("unknown field \"datta\""),
+            "{version}: {}",
+            strict.stderr
+        );
+        server
+            .kubectl(version, &["get", "configmap", &name])
+            .await
+            .unwrap()
+            .failed();
+        // Warn: written without the unknown field, with a warning.
+        let warn = server
+            .kubectl(version, &["apply", "--validate=warn", "-f", file])
+            .await
+            .unwrap()
+            .ok();
+        assert!(
+            warn.stderr.contains("unknown field \"datta\""),
+            "{version}: {}",
+            warn.stderr
+        );
+        let stored = get_json(&server, version, &format!("configmap/{name}")).await;
+        assert_eq!(stored["data"], json!({"a": "b"}));
+        assert!(stored.get("datta").is_none(), "{version}: {stored}");
+        // Ignore: no warning.
+        let ignore = server
+            .kubectl(
+                version,
+                &["create", "--validate=false", "-f", file, "--dry-run=server"],
+            )
+            .await
+            .unwrap();
+        assert!(!ignore.stderr.contains("datta"), "{version}: {}", ignore.stderr);
+    }
+    // The server's own message, as a raw request shows it.
+    let response = server
+        .curl(&[
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"raw"},"datta":{}}"#,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(response.code, 400, "{}", response.body);
+    assert_eq!(
+        response.json()["message"],
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"datta\""
+    );
+}
