@@ -318,6 +318,10 @@ pub fn check_decodes(object: &mut Value, resource: &Resource) -> Result<Vec<Stri
         ("federation", "clusters") => decode::<flotilla_api::federation::Cluster>(object),
         _ => Ok(Vec::new()),
     };
+    let result = result.and_then(|unknown| {
+        let hpa = resource.plural == "horizontalpodautoscalers";
+        check_quantities(object, hpa, false).map(|()| unknown)
+    });
     result.map_err(|error| {
         ApiError::BadRequest(format!(
             "{kind} in version \"{version}\" cannot be handled as a {kind}: {error}",
@@ -325,6 +329,85 @@ pub fn check_decodes(object: &mut Value, resource: &Resource) -> Result<Vec<Stri
             version = resource.versions[0],
         ))
     })
+}
+
+/// Quantities (resource limits and requests, capacities, `sizeLimit`, an HPA's metric values) must parse as
+/// kube's `resource.Quantity`; k8s-openapi keeps them as plain strings, so they are checked here, with the errors
+/// kube's decoding gives. `in_metric`: inside an HPA's metric, where `value` and `averageValue` are quantities.
+fn check_quantities(value: &Value, hpa: bool, in_metric: bool) -> Result<(), String> {
+    const MAPS: &[&str] = &["limits", "requests", "overhead", "capacity", "allocatable"];
+    const SINGLE: &[&str] = &["sizeLimit"];
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                if matches!(
+                    key.as_str(),
+                    "data" | "binaryData" | "stringData" | "labels" | "annotations"
+                ) {
+                    continue; // user maps: their keys are no field names
+                }
+                if MAPS.contains(&key.as_str())
+                    && let Value::Object(quantities) = field
+                {
+                    for quantity in quantities.values() {
+                        parse_quantity(quantity)?;
+                    }
+                } else if SINGLE.contains(&key.as_str())
+                    || (in_metric && (key == "value" || key == "averageValue"))
+                {
+                    parse_quantity(field)?;
+                } else {
+                    let metric = hpa && (in_metric || key == "metrics" || key == "currentMetrics");
+                    check_quantities(field, hpa, metric)?;
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|item| check_quantities(item, hpa, in_metric)),
+        _ => Ok(()),
+    }
+}
+
+/// kube's quantity syntax: a decimal number, then nothing, a binary (`Ki`…`Ei`) or decimal (`n`…`E`) suffix or an
+/// exponent (`e3`). JSON numbers and null pass.
+fn parse_quantity(value: &Value) -> Result<(), String> {
+    const FORMAT: &str =
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+    let text = match value {
+        Value::String(text) => text.as_str(),
+        Value::Number(_) | Value::Null => return Ok(()),
+        _ => return Err(FORMAT.to_owned()),
+    };
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let digits = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(digits);
+    let regex_suffix = suffix
+        .trim_start_matches(|c: char| "eEinumkKMGTP".contains(c))
+        .trim_start_matches(['+', '-'])
+        .chars()
+        .all(|c| c.is_ascii_digit());
+    if number.is_empty() || !regex_suffix {
+        return Err(FORMAT.to_owned());
+    }
+    if !number.chars().any(|c| c.is_ascii_digit()) || number.matches('.').count() > 1 {
+        return Err(FORMAT.to_owned());
+    }
+    const SUFFIXES: &[&str] = &[
+        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E",
+    ];
+    let exponent = suffix
+        .strip_prefix(['e', 'E'])
+        .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
+        .is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()));
+    if SUFFIXES.contains(&suffix) || exponent {
+        Ok(())
+    } else {
+        Err("unable to parse quantity's suffix".to_owned())
+    }
 }
 
 /// Removes from `object` what its typed form `known` lacks, recording each path. A null is no field at all.
@@ -560,6 +643,67 @@ mod tests {
             secret,
             json!({"type": "Opaque", "data": {"a": "b3ZlcnJpZGU=", "b": "czNjcmV0"}})
         );
+    }
+
+    #[test]
+    fn quantities_parse_as_kube_parses_them() {
+        for good in [
+            "1", "500m", "1.5", "128Mi", "1Gi", "2e3", "1E-3", "+1k", ".5", "0",
+        ] {
+            assert_eq!(parse_quantity(&json!(good)), Ok(()), "{good}");
+        }
+        assert_eq!(parse_quantity(&json!(2)), Ok(()));
+        for bad in ["abc", "", "1 Gi", "Mi", "1..2"] {
+            assert!(
+                parse_quantity(&json!(bad))
+                    .unwrap_err()
+                    .starts_with("quantities must match"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_quantity(&json!("1mm")).unwrap_err(),
+            "unable to parse quantity's suffix"
+        );
+        let deployments = lookup(
+            flotilla_api::resources::Profile::Federation,
+            "apps",
+            "v1",
+            "deployments",
+        )
+        .unwrap();
+        let mut bad = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [
+                {"name": "c", "resources": {"limits": {"cpu": "lots"}}}]}}}});
+        let err = check_decodes(&mut bad, deployments).unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+            ),
+            "{err}"
+        );
+        // A ConfigMap's data is no quantity, whatever its keys.
+        let configmaps = lookup(
+            flotilla_api::resources::Profile::Federation,
+            "",
+            "v1",
+            "configmaps",
+        )
+        .unwrap();
+        let mut data = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"},
+            "data": {"limits": "none", "sizeLimit": "x"}});
+        assert!(check_decodes(&mut data, configmaps).is_ok());
+        let hpas = lookup(
+            flotilla_api::resources::Profile::Federation,
+            "autoscaling",
+            "v2",
+            "horizontalpodautoscalers",
+        )
+        .unwrap();
+        let mut hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "a"},
+            "spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "w"}, "metrics": [
+                {"type": "External", "external": {"metric": {"name": "q"}, "target": {"type": "Value", "value": "ten"}}}]}});
+        assert!(check_decodes(&mut hpa, hpas).is_err());
     }
 
     #[test]

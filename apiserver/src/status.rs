@@ -68,6 +68,9 @@ pub enum ApiError {
     TooLarge { limit: usize },
     #[error("the body of the request was in an unknown format - accepted media types include: {accepted}")]
     UnsupportedMediaType { accepted: &'static str },
+    /// No media type in `Accept` that the server can answer in.
+    #[error("only the following media types are accepted: {accepted}")]
+    NotAcceptable { accepted: &'static str },
     /// Validation failed; one cause per problem.
     #[error("{} \"{}\" is invalid: {}", qualified_kind(subject.resource), subject.name, causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect::<Vec<_>>().join(", "))]
     Invalid { subject: Subject, causes: Vec<Cause> },
@@ -94,6 +97,7 @@ impl ApiError {
             ApiError::Expired(_) => StatusCode::GONE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLargeResourceVersion { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -113,6 +117,7 @@ impl ApiError {
             ApiError::Expired(_) => "Expired",
             ApiError::TooLarge { .. } => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
+            ApiError::NotAcceptable { .. } => "NotAcceptable",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::TooLargeResourceVersion { .. } => "Timeout",
             ApiError::Unavailable(_) => "ServiceUnavailable",

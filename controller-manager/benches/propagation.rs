@@ -7,7 +7,8 @@
 //! `cargo bench -p flotilla-controller-manager --bench propagation -- --members 10 --objects 1000 --kind deployments`
 //!
 //! `--rate N` paces the creates at N per second (the latency of propagation itself rather than of a backlog);
-//! `--controller-manager PATH` runs another build, such as the previous version, for a baseline.
+//! `--controller-manager PATH` runs another build, such as the previous version, for a baseline;
+//! `--state-dir /dev/shm` keeps the stores (and the disk's fsync latency) in memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,9 @@ struct Args {
     rate: Option<f64>,
     /// The controller manager binary: another build (the previous version) for a baseline in the same run.
     controller_manager: std::path::PathBuf,
+    /// Where the stores of the federation and the members live (the system's temp dir when absent); `/dev/shm`
+    /// keeps the disk's fsync latency out of what is measured.
+    state_dir: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -48,6 +52,7 @@ fn args() -> Args {
         idle: Duration::from_secs(20),
         rate: None,
         controller_manager: CONTROLLER_MANAGER.into(),
+        state_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +61,7 @@ fn args() -> Args {
             "--objects" => args.objects = it.next().and_then(|v| v.parse().ok()).expect("--objects N"),
             "--kind" => args.kind = it.next().expect("--kind deployments|configmaps"),
             "--rate" => args.rate = Some(it.next().and_then(|v| v.parse().ok()).expect("--rate N")),
+            "--state-dir" => args.state_dir = Some(it.next().expect("--state-dir DIR").into()),
             "--controller-manager" => {
                 args.controller_manager = it.next().expect("--controller-manager PATH").into()
             }
@@ -134,7 +140,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = args();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = match &args.state_dir {
+        Some(parent) => tempfile::tempdir_in(parent).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
     let kubeconfig = dir.path().join("federation.kubeconfig");
     let config = flotilla_apiserver::Config {
         write_kubeconfig: Some(kubeconfig.clone()),

@@ -255,6 +255,14 @@ async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, 
     let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let ctx = context(server, &target, query, parts.headers)?;
+    if let Some(accept) = ctx.headers.get(header::ACCEPT) {
+        let accept = accept.to_str().unwrap_or_default();
+        if !answers_in_json(accept) {
+            return Err(ApiError::NotAcceptable {
+                accepted: "application/json, application/json;as=Table;v=v1;g=meta.k8s.io",
+            });
+        }
+    }
     let warnings = ctx.warnings.clone();
     let mut response = respond(ctx, &parts.method, &body).await?;
     for warning in warnings.lock().expect("not poisoned").iter() {
@@ -276,7 +284,7 @@ async fn respond(ctx: Ctx, method: &Method, body: &Bytes) -> Result<Response, Ap
         .and_then(crate::table::requested)
         .filter(|_| ctx.subresource.is_none());
     match (method, ctx.name.is_some()) {
-        (&Method::GET, false) if is_watch => watch::watch(ctx).await,
+        (&Method::GET, false) if is_watch => watch::watch(ctx, table).await,
         (&Method::GET, false) if table.is_some() => {
             let list = read::list(&ctx).await?;
             as_table(&ctx, list, table.unwrap_or("v1")).await
@@ -323,6 +331,21 @@ async fn respond(ctx: Ctx, method: &Method, body: &Bytes) -> Result<Response, Ap
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// Whether an `Accept` header admits a JSON answer (objects, lists, watch streams or Tables): responses are
+/// JSON only, so a client that accepts only protobuf or YAML gets 406, as kube answers a type it cannot produce.
+fn answers_in_json(accept: &str) -> bool {
+    accept.trim().is_empty()
+        || accept.split(',').any(|range| {
+            let media = range
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            matches!(media.as_str(), "*/*" | "application/*" | "application/json" | "")
+        })
 }
 
 fn context(
@@ -382,4 +405,31 @@ pub fn json_response(value: Value) -> Response {
 pub fn json_status(code: StatusCode, value: Value) -> Response {
     let body = serde_json::to_vec(&value).expect("JSON values serialise");
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answers_in_json;
+
+    #[test]
+    fn json_answers_what_clients_accept() {
+        for accept in [
+            "",
+            "*/*",
+            "application/json",
+            "application/json;stream=watch",
+            "application/vnd.kubernetes.protobuf, application/json",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+            "application/*;q=0.8",
+        ] {
+            assert!(answers_in_json(accept), "{accept}");
+        }
+        for accept in [
+            "application/vnd.kubernetes.protobuf",
+            "application/yaml",
+            "text/html, application/xml",
+        ] {
+            assert!(!answers_in_json(accept), "{accept}");
+        }
+    }
 }

@@ -5,8 +5,12 @@
 //! one that starts matching is ADDED, as kube-apiserver does. Progress becomes BOOKMARKs when asked for; a
 //! revision older than the cache's history is one ERROR event carrying 410 Expired. A watcher that falls behind
 //! the cache's broadcast is closed, and re-watches from its last revision like any kube client.
+//!
+//! When the `Accept` header asks for a Table (`kubectl get -w`), each event carries a one-row Table; as in kube, only
+//! the first one has the column definitions.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -26,7 +30,8 @@ use crate::status::ApiError;
 /// kube-apiserver closes watches after a random 30–60 minutes unless asked for less.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
-pub async fn watch(ctx: Ctx) -> Result<Response, ApiError> {
+/// `table`: the Table version the client asked for, if any.
+pub async fn watch(ctx: Ctx, table: Option<&'static str>) -> Result<Response, ApiError> {
     let filter = Filter::new(&ctx)?;
     let bookmarks = ctx.param("allowWatchBookmarks") == Some("true");
     let timeout = match ctx.param("timeoutSeconds") {
@@ -88,6 +93,8 @@ pub async fn watch(ctx: Ctx) -> Result<Response, ApiError> {
         prefix,
         bookmarks,
         sender,
+        table,
+        headers_sent: AtomicBool::new(false),
     };
     tokio::spawn(async move {
         let _ = tokio::time::timeout(timeout, stream.run(subscription, initial_events_end)).await;
@@ -103,6 +110,10 @@ struct WatchStream {
     prefix: String,
     bookmarks: bool,
     sender: mpsc::Sender<Result<Bytes, std::convert::Infallible>>,
+    /// Events as one-row Tables of this version.
+    table: Option<&'static str>,
+    /// The column definitions went out with the first Table.
+    headers_sent: AtomicBool,
 }
 
 /// The client went away, or the watch is over.
@@ -115,6 +126,16 @@ impl WatchStream {
 
     /// `{"type":…,"object":…}` with the object's bytes as the cache serialised them.
     async fn send_object(&self, kind: &str, cached: &Cached) -> Result<(), Done> {
+        if let Some(version) = self.table {
+            let mut object: Value = serde_json::from_slice(&cached.item_json).unwrap_or_default();
+            crate::object::set_type(&mut object, self.ctx.resource, self.ctx.storage_version());
+            let metadata = json!({"resourceVersion": object.pointer("/metadata/resourceVersion")});
+            let mut table = super::table_of(&self.ctx, vec![object], metadata, version);
+            if self.headers_sent.swap(true, Ordering::Relaxed) {
+                table["columnDefinitions"] = Value::Null;
+            }
+            return self.send_value(kind, table).await;
+        }
         if self.ctx.converts() {
             let mut object: Value = serde_json::from_slice(&cached.item_json).unwrap_or_default();
             crate::object::set_type(&mut object, self.ctx.resource, self.ctx.storage_version());

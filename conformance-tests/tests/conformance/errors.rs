@@ -209,6 +209,22 @@ async fn bad_requests_get_kube_statuses_and_write_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_status(&unknown_patch, 415, "UnsupportedMediaType");
+    for accept in ["application/vnd.kubernetes.protobuf", "application/yaml"] {
+        let refused = server
+            .curl(&[&format!("{CMS}/a"), "-H", &format!("Accept: {accept}")])
+            .await
+            .unwrap();
+        assert_status(&refused, 406, "NotAcceptable");
+    }
+    let either = server
+        .curl(&[
+            &format!("{CMS}/a"),
+            "-H",
+            "Accept: application/vnd.kubernetes.protobuf, application/json",
+        ])
+        .await
+        .unwrap();
+    assert_eq!(either.code, 200, "{}", either.body);
     let kept = server.curl(&[&format!("{CMS}/a")]).await.unwrap().json();
     assert_eq!(kept["data"]["k"], "v2", "refused updates wrote nothing");
 

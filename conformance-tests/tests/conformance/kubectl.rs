@@ -295,47 +295,63 @@ async fn deployments_scale_and_patch_strategically(backend: Backend) {
 async fn get_watch_sees_concurrent_changes(backend: Backend) {
     let server = start(backend).await;
     for version in ["1.30", "1.33"] {
-        let name = format!("watched-{}", version.replace('.', "-"));
-        let watch = server.kubectl(
-            version,
-            &[
-                "get",
-                "cm",
-                "-w",
-                "--output-watch-events",
-                "-o",
-                "json",
-                "--request-timeout=6s",
-            ],
-        );
-        let changes = async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            server
-                .kubectl("1.30", &["create", "cm", &name, "--from-literal=a=b"])
-                .await
-                .unwrap()
-                .ok();
-            server
-                .kubectl("1.30", &["label", "cm", &name, "x=y"])
-                .await
-                .unwrap()
-                .ok();
-            server
-                .kubectl("1.30", &["delete", "cm", &name])
-                .await
-                .unwrap()
-                .ok();
-        };
-        let (watched, ()) = tokio::join!(watch, changes);
-        let stdout = watched.unwrap().stdout;
-        // One JSON watch event per change, in order.
-        let kinds: Vec<String> = serde_json::Deserializer::from_str(&stdout)
-            .into_iter::<Value>()
-            .map(|event| event.expect("watch output is a sequence of JSON events"))
-            .filter(|event| event["object"]["metadata"]["name"] == name.as_str())
-            .map(|event| event["type"].as_str().unwrap_or_default().to_owned())
-            .collect();
-        assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"], "{version}: {stdout}");
+        for table in [false, true] {
+            let name = format!("watched-{}-{table}", version.replace('.', "-"));
+            // `-o json` watches objects; the default output watches server-side Tables, one row per event.
+            let mut args = vec!["get", "cm", "-w", "--output-watch-events", "--request-timeout=6s"];
+            if !table {
+                args.extend(["-o", "json"]);
+            }
+            let watch = server.kubectl(version, &args);
+            let changes = async {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                server
+                    .kubectl("1.30", &["create", "cm", &name, "--from-literal=a=b"])
+                    .await
+                    .unwrap()
+                    .ok();
+                server
+                    .kubectl("1.30", &["label", "cm", &name, "x=y"])
+                    .await
+                    .unwrap()
+                    .ok();
+                server
+                    .kubectl("1.30", &["delete", "cm", &name])
+                    .await
+                    .unwrap()
+                    .ok();
+            };
+            let (watched, ()) = tokio::join!(watch, changes);
+            let stdout = watched.unwrap().stdout;
+            let kinds: Vec<String> = if table {
+                // One header, then `EVENT NAME DATA AGE` rows.
+                let header: Vec<&str> = stdout
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect();
+                assert_eq!(header, ["EVENT", "NAME", "DATA", "AGE"], "{version}: {stdout}");
+                stdout
+                    .lines()
+                    .filter(|line| line.split_whitespace().nth(1) == Some(name.as_str()))
+                    .map(|line| {
+                        let cells: Vec<&str> = line.split_whitespace().collect();
+                        assert_eq!(cells[2], "1", "{version}: one data key: {line}");
+                        cells[0].to_owned()
+                    })
+                    .collect()
+            } else {
+                // One JSON watch event per change, in order.
+                serde_json::Deserializer::from_str(&stdout)
+                    .into_iter::<Value>()
+                    .map(|event| event.expect("watch output is a sequence of JSON events"))
+                    .filter(|event| event["object"]["metadata"]["name"] == name.as_str())
+                    .map(|event| event["type"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            };
+            assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"], "{version}: {stdout}");
+        }
     }
 }
 
