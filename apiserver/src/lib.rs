@@ -12,6 +12,7 @@ pub mod discovery;
 mod handlers;
 pub mod kubeconfig;
 pub mod lifecycle;
+pub mod managed;
 pub mod metrics;
 pub mod object;
 pub mod openapi;

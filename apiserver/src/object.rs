@@ -410,6 +410,108 @@ fn parse_quantity(value: &Value) -> Result<(), String> {
     }
 }
 
+/// Parses a JSON body as kube's strict decoder reads it: the value (where a field repeats, the last one wins, as in
+/// kube) and the paths of the repeated fields, for `fieldValidation` to report. One pass, no second parse.
+pub fn parse_json(body: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
+    use serde::de::DeserializeSeed as _;
+    let duplicates = std::cell::RefCell::new(Vec::new());
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = Tracked {
+        path: String::new(),
+        duplicates: &duplicates,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok((value, duplicates.into_inner()))
+}
+
+/// A JSON value at `path`, recording repeated object keys.
+struct Tracked<'a> {
+    path: String,
+    duplicates: &'a std::cell::RefCell<Vec<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Tracked<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Tracked<'_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        loop {
+            let item = Tracked {
+                path: format!("{}[{}]", self.path, items.len()),
+                duplicates: self.duplicates,
+            };
+            match seq.next_element_seed(item)? {
+                Some(value) => items.push(value),
+                None => return Ok(Value::Array(items)),
+            }
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            let value = map.next_value_seed(Tracked {
+                path: path.clone(),
+                duplicates: self.duplicates,
+            })?;
+            if fields.insert(key, value).is_some() {
+                self.duplicates.borrow_mut().push(path);
+            }
+        }
+        Ok(Value::Object(fields))
+    }
+}
+
 /// Removes from `object` what its typed form `known` lacks, recording each path. A null is no field at all.
 fn drop_unknown(object: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) {
     match (object, known) {
@@ -704,6 +806,20 @@ mod tests {
             "spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "w"}, "metrics": [
                 {"type": "External", "external": {"metric": {"name": "q"}, "target": {"type": "Value", "value": "ten"}}}]}});
         assert!(check_decodes(&mut hpa, hpas).is_err());
+    }
+
+    #[test]
+    fn repeated_fields_are_found_and_the_last_wins() {
+        let body = br#"{"kind": "ConfigMap", "data": {"a": "1", "a": "2"}, "list": [{"x": 1, "x": 2}], "kind": "ConfigMap"}"#;
+        let (value, duplicates) = parse_json(body).unwrap();
+        assert_eq!(duplicates, ["data.a", "list[0].x", "kind"]);
+        assert_eq!(value["data"]["a"], "2");
+        assert_eq!(value["list"][0]["x"], 2);
+        let (same, none) = parse_json(br#"{"a": [1, 2.5, null, true, "s"], "b": {}}"#).unwrap();
+        assert_eq!(same, json!({"a": [1, 2.5, null, true, "s"], "b": {}}));
+        assert!(none.is_empty());
+        assert!(parse_json(b"{} x").is_err());
+        assert!(parse_json(b"{\"a\": ").is_err());
     }
 
     #[test]

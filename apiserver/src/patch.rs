@@ -14,7 +14,7 @@ use flotilla_api::resources::Resource;
 use serde_json::{Map, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ListStrategy {
+pub(crate) enum ListStrategy {
     Replace,
     Merge(&'static str),
     Primitive,
@@ -27,7 +27,7 @@ fn is_pod_spec(path: &[String]) -> bool {
     path.len() >= 2 && path[path.len() - 2] == "template" && path[path.len() - 1] == "spec"
 }
 
-fn list_strategy(resource: &Resource, path: &[String]) -> ListStrategy {
+pub(crate) fn list_strategy(resource: &Resource, path: &[String]) -> ListStrategy {
     let Some((field, parent)) = path.split_last() else {
         return ListStrategy::Replace;
     };

@@ -61,6 +61,13 @@ pub enum ApiError {
     /// The object moved under the request (stale resourceVersion, failed precondition).
     #[error("Operation cannot be fulfilled on {} \"{}\": {message}", subject.qualified(), subject.name)]
     Conflict { subject: Subject, message: String },
+    /// A server-side apply would change fields other managers own (`conflicts`: field, "conflict with …").
+    #[error("{message}")]
+    ApplyConflict {
+        subject: Subject,
+        message: String,
+        conflicts: Vec<(String, String)>,
+    },
     /// A resourceVersion or continue token older than the store keeps.
     #[error("{0}")]
     Expired(String),
@@ -93,7 +100,9 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoSuchResource => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadyExists(_) | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists(_) | ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::Expired(_) => StatusCode::GONE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -113,7 +122,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::NoSuchResource => "NotFound",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::AlreadyExists(_) => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Expired(_) => "Expired",
             ApiError::TooLarge { .. } => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
@@ -139,6 +148,17 @@ impl ApiError {
                 // kube names the kind here, not the resource: `The Deployment "x" is invalid`.
                 let mut details = subject_details(subject);
                 details["kind"] = Value::String(subject.resource.kind.to_owned());
+                details["causes"] = Value::Array(causes);
+                return Some(details);
+            }
+            ApiError::ApplyConflict {
+                subject, conflicts, ..
+            } => {
+                let causes: Vec<Value> = conflicts
+                    .iter()
+                    .map(|(field, message)| json!({"reason": "FieldManagerConflict", "message": message, "field": field}))
+                    .collect();
+                let mut details = subject_details(subject);
                 details["causes"] = Value::Array(causes);
                 return Some(details);
             }

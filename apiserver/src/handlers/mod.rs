@@ -126,23 +126,20 @@ impl Ctx {
         }
     }
 
-    /// What `fieldValidation` makes of fields the type does not have (already dropped from the object): `Strict`
-    /// (kubectl's default) refuses the request with kube's strict decoding error, `Warn` (the default without the
-    /// parameter) answers with a `Warning` per field, `Ignore` says nothing.
-    pub fn field_validation(&self, unknown: Vec<String>) -> Result<(), ApiError> {
+    /// What `fieldValidation` makes of `problems` (`unknown field "x"`, dropped from the object, or `duplicate
+    /// field "x"`, of which the last was kept): `Strict` (kubectl's default) refuses the request with kube's strict
+    /// decoding error, `Warn` (the default without the parameter) answers with a `Warning` per problem, `Ignore`
+    /// says nothing.
+    pub fn field_validation(&self, problems: Vec<String>) -> Result<(), ApiError> {
         let directive = self.param("fieldValidation").unwrap_or("Warn");
         if !matches!(directive, "Strict" | "Warn" | "Ignore") {
             return Err(ApiError::BadRequest(format!(
                 "fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", not {directive:?}"
             )));
         }
-        if unknown.is_empty() || directive == "Ignore" {
+        if problems.is_empty() || directive == "Ignore" {
             return Ok(());
         }
-        let problems: Vec<String> = unknown
-            .iter()
-            .map(|field| format!("unknown field \"{field}\""))
-            .collect();
         if directive == "Strict" {
             return Err(ApiError::BadRequest(format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {problems}",

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use super::read::decode;
+use crate::managed;
 use crate::object::{self, meta_str};
 use crate::status::{ApiError, Cause, Subject, from_storage};
 
@@ -37,8 +38,18 @@ fn content_type(ctx: &Ctx) -> String {
 /// or Kubernetes protobuf (kubectl 1.32+).
 fn decode_body(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     let object: Value = match content_type(ctx).as_str() {
-        "" | "application/json" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))?,
+        "" | "application/json" | "*/*" => {
+            let (object, duplicates) = object::parse_json(body).map_err(|e| {
+                ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}"))
+            })?;
+            ctx.field_validation(
+                duplicates
+                    .iter()
+                    .map(|field| format!("duplicate field \"{field}\""))
+                    .collect(),
+            )?;
+            object
+        }
         crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(body)
             .map_err(|e| ApiError::BadRequest(format!("the protobuf body could not be decoded: {e}")))?,
         _ => {
@@ -54,6 +65,13 @@ fn decode_body(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     }
     check_type(ctx, &object)?;
     Ok(object)
+}
+
+fn unknown_fields(paths: Vec<String>) -> Vec<String> {
+    paths
+        .iter()
+        .map(|field| format!("unknown field \"{field}\""))
+        .collect()
 }
 
 /// `apiVersion` and `kind`, where given, must be what the URL serves.
@@ -157,7 +175,13 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     if ctx.subresource.is_some() {
         return Err(ApiError::MethodNotAllowed);
     }
-    let mut object = ctx.stored(decode_body(ctx, body)?)?;
+    let object = ctx.stored(decode_body(ctx, body)?)?;
+    create_object(ctx, object, true).await
+}
+
+/// Creates `object` (of the stored version); `track`: its fields become the writer's (an apply has already
+/// recorded its own).
+async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Value, ApiError> {
     set_namespace(ctx, &mut object)?;
     let generate = meta_str(&object, "name")
         .filter(|name| !name.is_empty())
@@ -181,8 +205,12 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     }
     object::set_type(&mut object, ctx.resource, ctx.storage_version());
     let unknown = object::check_decodes(&mut object, ctx.resource)?;
-    ctx.field_validation(unknown)?;
+    ctx.field_validation(unknown_fields(unknown))?;
     object::validate_type(&object, None, ctx.resource)?;
+    if track {
+        let facts = write_facts(ctx);
+        managed::track_update(&mut object, None, &writer(ctx, &facts), ctx.resource);
+    }
     if ctx.dry_run()? {
         return Ok(object);
     }
@@ -243,6 +271,7 @@ pub fn scale_of(object: &Value) -> Value {
 /// `resourceVersion`) and returns the object the client wants; it runs again after a lost race.
 async fn update_with(
     ctx: &Ctx,
+    track: bool,
     mut compute: impl FnMut(&Value) -> Result<Value, ApiError>,
 ) -> Result<Value, ApiError> {
     let name = ctx.name.as_deref().expect("updates have a name");
@@ -306,8 +335,12 @@ async fn update_with(
         check_finalizers(ctx, &current, &new)?;
         object::set_type(&mut new, ctx.resource, ctx.storage_version());
         let unknown = object::check_decodes(&mut new, ctx.resource)?;
-        ctx.field_validation(unknown)?;
+        ctx.field_validation(unknown_fields(unknown))?;
         object::validate_type(&new, Some(&current), ctx.resource)?;
+        if track {
+            let facts = write_facts(ctx);
+            managed::track_update(&mut new, Some(&current), &writer(ctx, &facts), ctx.resource);
+        }
         let mut unchanged = current.clone();
         object::metadata_mut(&mut unchanged).remove("resourceVersion");
         if new == unchanged {
@@ -390,7 +423,7 @@ pub async fn update(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
         Some(Subresource::Scale) => wanted,
         _ => ctx.stored(wanted)?,
     };
-    update_with(ctx, |_| Ok(wanted.clone())).await
+    update_with(ctx, true, |_| Ok(wanted.clone())).await
 }
 
 /// A patch, ready to apply to the current object (again after a lost race).
@@ -398,8 +431,11 @@ type PatchFn = Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync>;
 
 pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     let kind = content_type(ctx);
-    const PATCH_TYPES: &str =
-        "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json";
+    if kind == APPLY_PATCH {
+        return apply(ctx, body).await;
+    }
+    const PATCH_TYPES: &str = "application/json-patch+json, application/merge-patch+json, \
+         application/strategic-merge-patch+json, application/apply-patch+yaml";
     if !PATCH_TYPES.split(", ").any(|t| t == kind) {
         return Err(ApiError::UnsupportedMediaType {
             accepted: PATCH_TYPES,
@@ -449,7 +485,7 @@ pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
         _ => unreachable!("patch types are checked above"),
     };
     // The patch applies to the object as the request's version shows it.
-    update_with(ctx, |current| {
+    update_with(ctx, true, |current| {
         let mut target = match ctx.subresource {
             Some(Subresource::Scale) => scale_of(current),
             _ => ctx.served(current.clone()),
@@ -464,6 +500,108 @@ pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
             Some(Subresource::Scale) => Ok(target),
             _ => ctx.stored(target),
         }
+    })
+    .await
+}
+
+const APPLY_PATCH: &str = "application/apply-patch+yaml";
+
+/// Who a write is from, for `managedFields`: the `fieldManager` parameter, or the client's user agent up to its
+/// first `/` (`kubectl/v1.33.0 …` is `kubectl`), as kube names it.
+fn manager(ctx: &Ctx) -> String {
+    if let Some(manager) = ctx.param("fieldManager") {
+        return manager.to_owned();
+    }
+    ctx.headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|agent| agent.split('/').next())
+        .filter(|name| !name.is_empty())
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+/// The request's manager, `apiVersion` and time, for [`writer`].
+fn write_facts(ctx: &Ctx) -> (String, String, String) {
+    (
+        manager(ctx),
+        ctx.resource.api_version(&ctx.version),
+        object::now(),
+    )
+}
+
+fn writer<'a>(ctx: &Ctx, (manager, api_version, time): &'a (String, String, String)) -> managed::Writer<'a> {
+    managed::Writer {
+        manager,
+        api_version,
+        subresource: ctx.subresource.map(Subresource::name),
+        time,
+    }
+}
+
+/// Server-side apply (`application/apply-patch+yaml`): the body is the manager's whole configuration of the
+/// object, merged in by [`managed::apply`]; the object is created when it does not exist.
+async fn apply(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+    let manager = ctx
+        .param("fieldManager")
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::BadRequest("PATCH /apply requires fieldManager to be set".to_owned()))?;
+    let force = match ctx.param("force") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::BadRequest(format!("invalid force {other:?}"))),
+    };
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::BadRequest(format!("the apply configuration is not UTF-8: {e}")))?;
+    let config: Value = match serde_json::from_str(text) {
+        Ok(config) => config,
+        Err(_) => serde_saphyr::from_str(text)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?,
+    };
+    if !config.is_object() || config.get("apiVersion").is_none() || config.get("kind").is_none() {
+        return Err(ApiError::BadRequest(
+            "the apply configuration must be an object with apiVersion and kind".to_owned(),
+        ));
+    }
+    check_type(ctx, &config)?;
+    let name = ctx.name.as_deref().unwrap_or_default();
+    check_identity(&config, name)?;
+    let facts = (manager, ctx.resource.api_version(&ctx.version), object::now());
+    let writer = writer(ctx, &facts);
+    let conflict = |conflicts: Vec<managed::Conflict>| ApiError::ApplyConflict {
+        subject: ctx.subject(name),
+        message: managed::conflict_message(&conflicts),
+        conflicts: conflicts
+            .iter()
+            .map(|c| {
+                (
+                    c.field.clone(),
+                    format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+                )
+            })
+            .collect(),
+    };
+    let exists = match ctx.server.store.get(&ctx.key(name)).await {
+        Ok(_) => true,
+        Err(flotilla_storage::Error::NotFound { .. }) => false,
+        Err(err) => return Err(from_storage(err, &ctx.subject(name))),
+    };
+    if !exists && ctx.subresource.is_none() {
+        let mut object = managed::apply(None, &config, &writer, force, ctx.resource).map_err(conflict)?;
+        for field in ["apiVersion", "kind"] {
+            object[field] = config[field].clone();
+        }
+        let object = ctx.stored(object)?;
+        return create_object(ctx, object, false).await;
+    }
+    update_with(ctx, false, |current| {
+        let live = ctx.served(current.clone());
+        let mut new = managed::apply(Some(&live), &config, &writer, force, ctx.resource).map_err(conflict)?;
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            // The apply is no precondition: it applies to whatever is there now.
+            meta.remove("resourceVersion");
+        }
+        ctx.stored(new)
     })
     .await
 }

@@ -10,6 +10,7 @@ crate::on_both_backends!(
     applied_objects_show_kubes_defaults,
     invalid_objects_are_refused_with_the_field,
     misspelt_fields_follow_validate,
+    server_side_apply_owns_fields_and_reports_conflicts,
 );
 
 const VERSIONS: [&str; 3] = ["1.27", "1.30", "1.33"];
@@ -334,4 +335,195 @@ async fn misspelt_fields_follow_validate(backend: Backend) {
         response.json()["message"],
         "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"datta\""
     );
+    // A repeated field: refused under Strict; under Warn the last one is kept, as kube keeps it.
+    let repeated = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"twice"},"data":{"a":"1"},"data":{"b":"2"}}"#;
+    for (validation, code) in [("Strict", 400), ("Warn", 201)] {
+        let response = server
+            .curl(&[
+                &format!("/api/v1/namespaces/default/configmaps?fieldValidation={validation}"),
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                repeated,
+            ])
+            .await
+            .unwrap();
+        assert_eq!(response.code, code, "{validation}: {}", response.body);
+        if code == 400 {
+            assert!(
+                response.json()["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with("strict decoding error: duplicate field \"data\""),
+                "{}",
+                response.body
+            );
+        } else {
+            assert_eq!(response.json()["data"], json!({"b": "2"}));
+        }
+    }
+}
+
+fn applied(name: &str, replicas: u32, labels: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\nspec:\n  \
+         replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      \
+         labels: {{app: {name}}}\n    spec:\n      containers:\n      - {{name: web, image: nginx}}\n"
+    )
+}
+
+async fn server_side_apply_owns_fields_and_reports_conflicts(backend: Backend) {
+    let server = TestApiserver::start(backend).await.unwrap();
+    for version in VERSIONS {
+        let name = format!("ssa-{}", version.replace('.', "-"));
+        let write = |file: &str, text: String| {
+            let path = server.dir().join(file);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let first = write("ssa-1.yaml", applied(&name, 2, "app: web, tier: front, team: x"));
+        let out = server
+            .kubectl(version, &["apply", "--server-side", "-f", &first])
+            .await
+            .unwrap()
+            .ok();
+        assert_eq!(
+            out.stdout.trim(),
+            format!("deployment.apps/{name} serverside-applied"),
+            "{version}"
+        );
+        let object = server
+            .kubectl(
+                version,
+                &["get", "deploy", &name, "-o", "json", "--show-managed-fields"],
+            )
+            .await
+            .unwrap()
+            .ok()
+            .json();
+        let managers: Vec<(String, String)> = object["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["manager"].as_str().unwrap().to_owned(),
+                    e["operation"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            managers,
+            [("kubectl".to_owned(), "Apply".to_owned())],
+            "{version}: {object}"
+        );
+        assert_eq!(
+            object["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:replicas"],
+            json!({})
+        );
+
+        // Another manager applying another replica count conflicts, and nothing changes.
+        let other = write("ssa-2.yaml", applied(&name, 5, "app: web, tier: front"));
+        let conflict = server
+            .kubectl(
+                version,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=autoscaler",
+                    "-f",
+                    &other,
+                ],
+            )
+            .await
+            .unwrap()
+            .failed();
+        assert!(
+            conflict.stderr.contains(
+                "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.replicas"
+            ),
+            "{version}: {}",
+            conflict.stderr
+        );
+        let replicas = server
+            .kubectl(
+                version,
+                &["get", "deploy", &name, "-o", "jsonpath={.spec.replicas}"],
+            )
+            .await
+            .unwrap()
+            .ok();
+        assert_eq!(replicas.stdout, "2", "{version}");
+        // Forced, the field changes hands.
+        server
+            .kubectl(
+                version,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=autoscaler",
+                    "--force-conflicts",
+                    "-f",
+                    &other,
+                ],
+            )
+            .await
+            .unwrap()
+            .ok();
+        let object = server
+            .kubectl(
+                version,
+                &["get", "deploy", &name, "-o", "json", "--show-managed-fields"],
+            )
+            .await
+            .unwrap()
+            .ok()
+            .json();
+        assert_eq!(object["spec"]["replicas"], 5, "{version}");
+        let fields = |manager: &str| {
+            object["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["manager"] == manager)
+                .map(|e| e["fieldsV1"].clone())
+                .unwrap_or_default()
+        };
+        assert!(
+            fields("kubectl")["f:spec"].get("f:replicas").is_none(),
+            "{version}: {object}"
+        );
+        assert_eq!(fields("autoscaler")["f:spec"]["f:replicas"], json!({}));
+
+        // The first manager drops two labels: `team`, which it alone applied, goes; `tier`, which the autoscaler's
+        // configuration holds too, stays.
+        let fewer = write("ssa-3.yaml", applied(&name, 5, "app: web"));
+        server
+            .kubectl(version, &["apply", "--server-side", "-f", &fewer])
+            .await
+            .unwrap()
+            .ok();
+        let labels = server
+            .kubectl(
+                version,
+                &["get", "deploy", &name, "-o", "jsonpath={.metadata.labels}"],
+            )
+            .await
+            .unwrap()
+            .ok();
+        assert!(
+            labels.stdout.contains("\"tier\":\"front\""),
+            "{version}: {}",
+            labels.stdout
+        );
+        assert!(!labels.stdout.contains("team"), "{version}: {}", labels.stdout);
+        // Re-applying the same configuration changes nothing, and diff agrees.
+        let diff = server
+            .kubectl(version, &["diff", "--server-side", "-f", &fewer])
+            .await
+            .unwrap();
+        assert_eq!(diff.code, 0, "{version}: {}{}", diff.stdout, diff.stderr);
+    }
 }

@@ -95,6 +95,48 @@ async fn kube_rs_discovers_creates_patches_and_watches(backend: Backend) {
         Some("yes")
     );
 
+    // Server-side apply, as controllers and GitOps tools built on kube-rs send it: created, then owned.
+    let applied = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "applied-by-kube-rs"}, "data": {"owner": "kube-rs"}});
+    let object = api
+        .patch(
+            "applied-by-kube-rs",
+            &PatchParams::apply("kube-rs-test"),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap();
+    let entries = object.metadata.managed_fields.unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].manager.as_deref(), Some("kube-rs-test"));
+    assert_eq!(entries[0].operation.as_deref(), Some("Apply"));
+    let other = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "applied-by-kube-rs"}, "data": {"owner": "someone-else"}});
+    let conflict = api
+        .patch(
+            "applied-by-kube-rs",
+            &PatchParams::apply("other"),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(conflict, kube::Error::Api(ref status) if status.code == 409 && status.reason == "Conflict"),
+        "{conflict:?}"
+    );
+    let forced = api
+        .patch(
+            "applied-by-kube-rs",
+            &PatchParams::apply("other").force(),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        forced.data.unwrap().get("owner").map(String::as_str),
+        Some("someone-else")
+    );
+
     let saw_patched = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(event) = events.next().await {
             if let watcher::Event::Apply(cm) | watcher::Event::InitApply(cm) = event.expect("watcher event")
