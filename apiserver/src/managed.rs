@@ -384,8 +384,22 @@ pub fn track_update(new: &mut Value, old: Option<&Value>, writer: &Writer<'_>, r
         _ => Vec::new(),
     };
     let status = writer.subresource == Some("status");
-    let before = old.map(|o| fields_of(o, resource, status)).unwrap_or_default();
     let after = fields_of(new, resource, status);
+    let Some(old) = old.filter(|_| !reset) else {
+        // A create (or a reset): everything set is the writer's.
+        let entry = Entry {
+            manager: writer.manager.to_owned(),
+            operation: "Update".to_owned(),
+            api_version: writer.api_version.to_owned(),
+            time: writer.time.to_owned(),
+            subresource: writer.subresource.map(str::to_owned),
+            fields: after,
+        };
+        set_entries(new, vec![entry]);
+        return;
+    };
+    let old = Some(old);
+    let before = old.map(|o| fields_of(o, resource, status)).unwrap_or_default();
     // A keyed element's own marker changes hands only when the element is new, not when a field in it changes.
     let changed: Vec<Path> = after
         .leaves()

@@ -116,6 +116,24 @@ pub fn field_value(object: &Value, field: &str) -> Option<String> {
     })
 }
 
+/// A stored object's JSON with its `resourceVersion` set, parsing only its top level and metadata (the rest is
+/// copied as it is).
+pub fn with_resource_version(stored: &[u8], revision: i64) -> Result<Vec<u8>, serde_json::Error> {
+    use serde_json::value::RawValue;
+    type Fields = std::collections::BTreeMap<String, Box<RawValue>>;
+    let mut object: Fields = serde_json::from_slice(stored)?;
+    let mut metadata: Fields = match object.get("metadata") {
+        Some(metadata) => serde_json::from_str(metadata.get())?,
+        None => Fields::new(),
+    };
+    metadata.insert(
+        "resourceVersion".to_owned(),
+        RawValue::from_string(format!("\"{revision}\""))?,
+    );
+    object.insert("metadata".to_owned(), serde_json::value::to_raw_value(&metadata)?);
+    serde_json::to_vec(&object)
+}
+
 pub fn set_resource_version(object: &mut Value, revision: i64) {
     metadata_mut(object).insert("resourceVersion".to_owned(), Value::String(revision.to_string()));
 }
@@ -288,7 +306,7 @@ pub fn check_decodes(object: &mut Value, resource: &Resource) -> Result<Vec<Stri
         let typed = T::deserialize(&*object).map_err(|e| e.to_string())?;
         let known = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
         let mut unknown = Vec::new();
-        drop_unknown(object, &known, "", &mut unknown);
+        drop_unknown(object, &known, &mut String::new(), &mut unknown);
         Ok(unknown)
     }
     let result = match (resource.group, resource.plural) {
@@ -411,13 +429,14 @@ fn parse_quantity(value: &Value) -> Result<(), String> {
 }
 
 /// Parses a JSON body as kube's strict decoder reads it: the value (where a field repeats, the last one wins, as in
-/// kube) and the paths of the repeated fields, for `fieldValidation` to report. One pass, no second parse.
+/// kube) and the paths of the repeated fields, for `fieldValidation` to report. One pass, no second parse; a path
+/// is only spelt out for a repeated field.
 pub fn parse_json(body: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
     use serde::de::DeserializeSeed as _;
     let duplicates = std::cell::RefCell::new(Vec::new());
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = Tracked {
-        path: String::new(),
+        at: None,
         duplicates: &duplicates,
     }
     .deserialize(&mut deserializer)?;
@@ -425,9 +444,31 @@ pub fn parse_json(body: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error
     Ok((value, duplicates.into_inner()))
 }
 
-/// A JSON value at `path`, recording repeated object keys.
+/// Where a value sits: its key or index, under its parent's place.
+struct Place<'a> {
+    parent: Option<&'a Place<'a>>,
+    key: Option<&'a str>,
+    index: usize,
+}
+
+impl Place<'_> {
+    fn path(&self) -> String {
+        let mut path = self.parent.map(Place::path).unwrap_or_default();
+        match self.key {
+            Some(key) if path.is_empty() => path.push_str(key),
+            Some(key) => {
+                path.push('.');
+                path.push_str(key);
+            }
+            None => path.push_str(&format!("[{}]", self.index)),
+        }
+        path
+    }
+}
+
+/// A JSON value at a place, recording repeated object keys.
 struct Tracked<'a> {
-    path: String,
+    at: Option<&'a Place<'a>>,
     duplicates: &'a std::cell::RefCell<Vec<String>>,
 }
 
@@ -481,8 +522,13 @@ impl<'de> serde::de::Visitor<'de> for Tracked<'_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
         loop {
+            let place = Place {
+                parent: self.at,
+                key: None,
+                index: items.len(),
+            };
             let item = Tracked {
-                path: format!("{}[{}]", self.path, items.len()),
+                at: Some(&place),
                 duplicates: self.duplicates,
             };
             match seq.next_element_seed(item)? {
@@ -495,49 +541,60 @@ impl<'de> serde::de::Visitor<'de> for Tracked<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut fields = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!("{}.{key}", self.path)
+            let place = Place {
+                parent: self.at,
+                key: Some(&key),
+                index: 0,
             };
             let value = map.next_value_seed(Tracked {
-                path: path.clone(),
+                at: Some(&place),
                 duplicates: self.duplicates,
             })?;
-            if fields.insert(key, value).is_some() {
-                self.duplicates.borrow_mut().push(path);
+            if fields.contains_key(&key) {
+                self.duplicates.borrow_mut().push(place.path());
             }
+            fields.insert(key, value);
         }
         Ok(Value::Object(fields))
     }
 }
 
 /// Removes from `object` what its typed form `known` lacks, recording each path. A null is no field at all.
-fn drop_unknown(object: &mut Value, known: &Value, path: &str, unknown: &mut Vec<String>) {
+fn drop_unknown(object: &mut Value, known: &Value, path: &mut String, unknown: &mut Vec<String>) {
+    // `path` is one buffer, grown and cut back as the walk goes: no allocation per field.
+    let base = path.len();
     match (object, known) {
         (Value::Object(fields), Value::Object(known)) => {
             fields.retain(|key, value| {
-                let at = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match known.get(key) {
+                if base > 0 {
+                    path.push('.');
+                }
+                path.push_str(key);
+                let keep = match known.get(key) {
                     Some(known) => {
-                        drop_unknown(value, known, &at, unknown);
+                        if value.is_object() || value.is_array() {
+                            drop_unknown(value, known, path, unknown);
+                        }
                         true
                     }
                     None if value.is_null() => true,
                     None => {
-                        unknown.push(at);
+                        unknown.push(path.clone());
                         false
                     }
-                }
+                };
+                path.truncate(base);
+                keep
             });
         }
         (Value::Array(items), Value::Array(known)) => {
             for (i, (item, known)) in items.iter_mut().zip(known).enumerate() {
-                drop_unknown(item, known, &format!("{path}[{i}]"), unknown);
+                if item.is_object() || item.is_array() {
+                    use std::fmt::Write as _;
+                    let _ = write!(path, "[{i}]");
+                    drop_unknown(item, known, path, unknown);
+                    path.truncate(base);
+                }
             }
         }
         _ => {}
@@ -744,6 +801,17 @@ mod tests {
         assert_eq!(
             secret,
             json!({"type": "Opaque", "data": {"a": "b3ZlcnJpZGU=", "b": "czNjcmV0"}})
+        );
+    }
+
+    #[test]
+    fn stored_bytes_get_their_resource_version() {
+        let stored = br#"{"apiVersion":"v1","data":{"metadata":"{\"x\":1}"},"kind":"ConfigMap","metadata":{"name":"a","uid":"u"}}"#;
+        let out: Value = serde_json::from_slice(&with_resource_version(stored, 42).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"metadata": "{\"x\":1}"},
+                "metadata": {"name": "a", "uid": "u", "resourceVersion": "42"}})
         );
     }
 

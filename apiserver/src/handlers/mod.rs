@@ -302,6 +302,11 @@ async fn respond(ctx: Ctx, method: &Method, body: &Bytes) -> Result<Response, Ap
             )))
         }
         // Handlers work on the stored version; the request's version is made here, on the way out.
+        (&Method::GET, true)
+            if ctx.subresource.is_none() && !ctx.converts() && ctx.param("resourceVersion").is_none() =>
+        {
+            read::get_stored(&ctx).await
+        }
         (&Method::GET, true) => read::get(&ctx).await.map(|o| json_response(ctx.served(o))),
         (&Method::POST, false) => write::create(&ctx, body)
             .await

@@ -20,6 +20,21 @@ pub fn decode(ctx: &Ctx, kv: &flotilla_storage::KeyValue) -> Result<Value, ApiEr
     Ok(object)
 }
 
+/// A consistent GET of the main resource in its stored version, answered from the stored bytes: only the top
+/// level and the metadata are parsed (to add the `resourceVersion`), not the spec, data or managed fields.
+pub async fn get_stored(ctx: &Ctx) -> Result<Response, ApiError> {
+    let name = ctx.name.as_deref().expect("get has a name");
+    let kv = ctx
+        .server
+        .store
+        .get(&ctx.key(name))
+        .await
+        .map_err(|e| from_storage(e, &ctx.subject(name)))?;
+    let body = object::with_resource_version(&kv.value, kv.mod_revision.get())
+        .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
 pub async fn get(ctx: &Ctx) -> Result<Value, ApiError> {
     let name = ctx.name.as_deref().expect("get has a name");
     let object = if ctx.param("resourceVersion") == Some("0") {
