@@ -63,6 +63,8 @@ pub struct ApiServer {
     pub metrics: Metrics,
     pub lifecycle: Lifecycle,
     pub caches: cache::Caches,
+    /// Whether updates record their managers in `managedFields` ([`Config::track_managed_fields`]).
+    pub track_managed_fields: bool,
 }
 
 /// The HTTP application: authentication and metrics around health, version, discovery and resources.
@@ -173,6 +175,11 @@ pub struct Config {
     /// When set, start fails unless storage answers within this time; otherwise the server starts anyway and
     /// answers 503 until etcd comes up (as a control plane whose etcd starts after it needs).
     pub storage_startup_timeout: Option<Duration>,
+    /// Whether creates, updates and patches record their managers in `managedFields`, as kube does (on by
+    /// default; server-side apply keeps its own entries either way). Simulated members turn it off: the
+    /// bookkeeping doubled the cost of their status writes, which is their cluster's cost in real life, not
+    /// Flotilla's.
+    pub track_managed_fields: bool,
 }
 
 impl Config {
@@ -195,6 +202,7 @@ impl Config {
             compaction_interval: compaction::DEFAULT_INTERVAL,
             watch_cache_size: cache::DEFAULT_HISTORY,
             storage_startup_timeout: None,
+            track_managed_fields: true,
         }
     }
 }
@@ -311,6 +319,7 @@ pub async fn start(config: Config) -> Result<Running> {
         tokens,
         metrics: Metrics::default(),
         lifecycle,
+        track_managed_fields: config.track_managed_fields,
         caches,
     });
     // The default namespaces, as soon as storage answers (etcd may come up after us).

@@ -97,6 +97,7 @@ async fn main() -> Result<()> {
         watch_cache_size: args.default_watch_cache_size,
         // etcd may start after the apiserver (as on a host cluster): serve 503 until it answers.
         storage_startup_timeout: None,
+        track_managed_fields: true,
     };
     let running = flotilla_apiserver::start(config).await?;
     tracing::info!(address = %running.address, "serving");

@@ -82,6 +82,8 @@ impl SimulatedMember {
             bind_address: config.bind_address,
             secure_port: config.port,
             write_kubeconfig: Some(kubeconfig_path.clone()),
+            // A simulated cluster: its own field-manager bookkeeping would only load the one machine it shares.
+            track_managed_fields: false,
             ..flotilla_apiserver::Config::new(
                 flotilla_apiserver::StorageConfig::Embedded,
                 config.data_dir.clone(),

@@ -207,7 +207,7 @@ async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Valu
     let unknown = object::check_decodes(&mut object, ctx.resource)?;
     ctx.field_validation(unknown_fields(unknown))?;
     object::validate_type(&object, None, ctx.resource)?;
-    if track {
+    if track && ctx.server.track_managed_fields {
         let facts = write_facts(ctx);
         managed::track_update(&mut object, None, &writer(ctx, &facts), ctx.resource);
     }
@@ -337,7 +337,7 @@ async fn update_with(
         let unknown = object::check_decodes(&mut new, ctx.resource)?;
         ctx.field_validation(unknown_fields(unknown))?;
         object::validate_type(&new, Some(&current), ctx.resource)?;
-        if track {
+        if track && ctx.server.track_managed_fields {
             let facts = write_facts(ctx);
             managed::track_update(&mut new, Some(&current), &writer(ctx, &facts), ctx.resource);
         }
