@@ -187,24 +187,28 @@ pub fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
     let Some((first, rest)) = path.split_first() else {
         return Some(object);
     };
-    if first == "." {
-        return Some(object);
-    }
-    let next = if let Some(field) = first.strip_prefix("f:") {
-        object.get(field)?
-    } else if let Some(key) = first.strip_prefix("k:") {
-        let wanted: Map<String, Value> = serde_json::from_str(key).ok()?;
-        object
-            .as_array()?
-            .iter()
-            .find(|item| wanted.iter().all(|(k, v)| item.get(k) == Some(v)))?
-    } else if let Some(element) = first.strip_prefix("v:") {
-        let wanted: Value = serde_json::from_str(element).ok()?;
-        object.as_array()?.iter().find(|item| **item == wanted)?
-    } else {
-        return None;
+    let next = match first.strip_prefix("f:") {
+        _ if first == "." => return Some(object),
+        Some(field) => object.get(field)?,
+        None => {
+            let items = object.as_array()?;
+            &items[element_index(items, first)?]
+        }
     };
     value_at(next, rest)
+}
+
+/// Where the list element `element` (`k:{…}` or `v:…`) sits in `items`.
+fn element_index(items: &[Value], element: &str) -> Option<usize> {
+    if let Some(key) = element.strip_prefix("k:") {
+        let wanted: Map<String, Value> = serde_json::from_str(key).ok()?;
+        items
+            .iter()
+            .position(|item| wanted.iter().all(|(k, v)| item.get(k) == Some(v)))
+    } else {
+        let wanted: Value = serde_json::from_str(element.strip_prefix("v:")?).ok()?;
+        items.iter().position(|item| *item == wanted)
+    }
 }
 
 /// Removes what `path` names from `object`: a field, an element of a keyed list or set.
@@ -215,32 +219,30 @@ fn remove_at(object: &mut Value, path: &[String]) {
     };
     let mut target = &mut *object;
     for element in parents {
-        let element: &[String] = std::slice::from_ref(*element);
-        let Some(next) = locate_mut(target, &element[0]) else {
-            return;
+        let next = match element.strip_prefix("f:") {
+            Some(field) => target.get_mut(field),
+            None => target.as_array_mut().and_then(|items| {
+                let index = element_index(items, element)?;
+                items.get_mut(index)
+            }),
         };
+        let Some(next) = next else { return };
         target = next;
     }
-    if let Some(field) = last.strip_prefix("f:") {
-        if let Some(map) = target.as_object_mut() {
-            map.remove(field);
+    match last.strip_prefix("f:") {
+        Some(field) => {
+            if let Some(map) = target.as_object_mut() {
+                map.remove(field);
+            }
         }
-    } else if let Some(items) = target.as_array_mut() {
-        let probe = Value::Array(items.clone());
-        if let Some(found) = value_at(&probe, std::slice::from_ref(*last)) {
-            let found = found.clone();
-            items.retain(|item| *item != found);
+        None => {
+            if let Some(items) = target.as_array_mut()
+                && let Some(index) = element_index(items, last)
+            {
+                items.remove(index);
+            }
         }
     }
-}
-
-fn locate_mut<'a>(object: &'a mut Value, element: &str) -> Option<&'a mut Value> {
-    if let Some(field) = element.strip_prefix("f:") {
-        return object.get_mut(field);
-    }
-    let probe = object.clone();
-    let found = value_at(&probe, &[element.to_owned()])?.clone();
-    object.as_array_mut()?.iter_mut().find(|item| **item == found)
 }
 
 /// Merges an applied configuration into `live`: maps field by field, keyed lists element by element, sets as a
@@ -299,6 +301,24 @@ struct Entry {
 }
 
 impl Entry {
+    /// Whether this is `writer`'s entry for `operation`.
+    fn is(&self, writer: &Writer<'_>, operation: &str) -> bool {
+        self.manager == writer.manager
+            && self.operation == operation
+            && self.subresource.as_deref() == writer.subresource
+    }
+
+    fn new(writer: &Writer<'_>, operation: &str, fields: Fields) -> Entry {
+        Entry {
+            manager: writer.manager.to_owned(),
+            operation: operation.to_owned(),
+            api_version: writer.api_version.to_owned(),
+            time: writer.time.to_owned(),
+            subresource: writer.subresource.map(str::to_owned),
+            fields,
+        }
+    }
+
     fn parse(value: &Value) -> Option<Entry> {
         Some(Entry {
             manager: value.get("manager")?.as_str()?.to_owned(),
@@ -379,43 +399,29 @@ pub fn track_update(new: &mut Value, old: Option<&Value>, writer: &Writer<'_>, r
         .pointer("/metadata/managedFields")
         .and_then(Value::as_array)
         .is_some_and(Vec::is_empty);
-    let mut entries = match old {
-        Some(old) if !reset => entries_of(old),
-        _ => Vec::new(),
-    };
     let status = writer.subresource == Some("status");
     let after = fields_of(new, resource, status);
     let Some(old) = old.filter(|_| !reset) else {
         // A create (or a reset): everything set is the writer's.
-        let entry = Entry {
-            manager: writer.manager.to_owned(),
-            operation: "Update".to_owned(),
-            api_version: writer.api_version.to_owned(),
-            time: writer.time.to_owned(),
-            subresource: writer.subresource.map(str::to_owned),
-            fields: after,
-        };
-        set_entries(new, vec![entry]);
+        set_entries(new, vec![Entry::new(writer, "Update", after)]);
         return;
     };
-    let old = Some(old);
-    let before = old.map(|o| fields_of(o, resource, status)).unwrap_or_default();
+    let mut entries = entries_of(old);
     // A keyed element's own marker changes hands only when the element is new, not when a field in it changes.
     let changed: Vec<Path> = after
         .leaves()
         .into_iter()
-        .filter(|path| match old {
-            None => true,
-            Some(old) if path.last().is_some_and(|e| e == ".") => value_at(old, path).is_none(),
-            Some(old) => value_at(old, path) != value_at(new, path),
+        .filter(|path| match path.last() {
+            Some(last) if last == "." => value_at(old, path).is_none(),
+            _ => value_at(old, path) != value_at(new, path),
         })
         .collect();
-    let removed: Vec<Path> = before
+    let removed: Vec<Path> = fields_of(old, resource, status)
         .leaves()
         .into_iter()
         .filter(|path| !after.contains(path))
         .collect();
-    if old.is_some() && changed.is_empty() && removed.is_empty() && !reset {
+    if changed.is_empty() && removed.is_empty() {
         set_entries(new, entries);
         return;
     }
@@ -424,25 +430,14 @@ pub fn track_update(new: &mut Value, old: Option<&Value>, writer: &Writer<'_>, r
             entry.fields.remove(path);
         }
     }
-    let index = entries.iter().position(|e| {
-        e.manager == writer.manager
-            && e.operation == "Update"
-            && e.subresource.as_deref() == writer.subresource
-    });
-    let entry = match index {
-        Some(index) => &mut entries[index],
+    let index = match entries.iter().position(|e| e.is(writer, "Update")) {
+        Some(index) => index,
         None => {
-            entries.push(Entry {
-                manager: writer.manager.to_owned(),
-                operation: "Update".to_owned(),
-                api_version: writer.api_version.to_owned(),
-                time: writer.time.to_owned(),
-                subresource: writer.subresource.map(str::to_owned),
-                fields: Fields::default(),
-            });
-            entries.last_mut().expect("just pushed")
+            entries.push(Entry::new(writer, "Update", Fields::default()));
+            entries.len() - 1
         }
     };
+    let entry = &mut entries[index];
     for path in &changed {
         entry.fields.insert(path);
     }
@@ -471,11 +466,7 @@ pub fn apply(
     let status = writer.subresource == Some("status");
     let applied = fields_of(config, resource, status);
     let mut entries = live.map(entries_of).unwrap_or_default();
-    let mine = |e: &Entry| {
-        e.manager == writer.manager
-            && e.operation == "Apply"
-            && e.subresource.as_deref() == writer.subresource
-    };
+    let mine = |e: &Entry| e.is(writer, "Apply");
     let previous_entry = entries.iter().find(|e| mine(e)).cloned();
     let previous = previous_entry
         .as_ref()
@@ -535,14 +526,7 @@ pub fn apply(
     let unchanged = live.is_some_and(|live| without_entries(live) == without_entries(&object));
     let entry = match previous_entry {
         Some(previous) if unchanged && previous.fields == applied => previous,
-        _ => Entry {
-            manager: writer.manager.to_owned(),
-            operation: "Apply".to_owned(),
-            api_version: writer.api_version.to_owned(),
-            time: writer.time.to_owned(),
-            subresource: writer.subresource.map(str::to_owned),
-            fields: applied,
-        },
+        _ => Entry::new(writer, "Apply", applied),
     };
     match entries.iter().position(mine) {
         Some(index) => entries[index] = entry,
@@ -628,6 +612,15 @@ mod tests {
         }
     }
 
+    fn apply_as(
+        live: Option<&Value>,
+        config: &Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Value, Vec<Conflict>> {
+        apply(live, config, &writer(manager), force, deployments())
+    }
+
     fn config(replicas: i64, image: &str) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
             "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "web", "image": image}]}}}})
@@ -656,17 +649,10 @@ mod tests {
 
     #[test]
     fn two_appliers_conflict_on_a_value_and_force_takes_it_over() {
-        let created = apply(None, &config(2, "nginx"), &writer("alice"), false, deployments()).unwrap();
+        let created = apply_as(None, &config(2, "nginx"), "alice", false).unwrap();
         assert_eq!(created["spec"]["replicas"], 2);
         // The same values from someone else: shared, no conflict.
-        let shared = apply(
-            Some(&created),
-            &config(2, "nginx"),
-            &writer("bob"),
-            false,
-            deployments(),
-        )
-        .unwrap();
+        let shared = apply_as(Some(&created), &config(2, "nginx"), "bob", false).unwrap();
         let managers: Vec<&str> = shared["metadata"]["managedFields"]
             .as_array()
             .unwrap()
@@ -675,14 +661,7 @@ mod tests {
             .collect();
         assert_eq!(managers, ["alice", "bob"]);
         // Another value: a conflict with alice (bob shares, and is the applier).
-        let conflicts = apply(
-            Some(&shared),
-            &config(5, "nginx"),
-            &writer("bob"),
-            false,
-            deployments(),
-        )
-        .unwrap_err();
+        let conflicts = apply_as(Some(&shared), &config(5, "nginx"), "bob", false).unwrap_err();
         assert_eq!(
             conflicts,
             [Conflict {
@@ -695,14 +674,7 @@ mod tests {
             conflict_message(&conflicts),
             "Apply failed with 1 conflict: conflict with \"alice\" using apps/v1: .spec.replicas"
         );
-        let forced = apply(
-            Some(&shared),
-            &config(5, "nginx"),
-            &writer("bob"),
-            true,
-            deployments(),
-        )
-        .unwrap();
+        let forced = apply_as(Some(&shared), &config(5, "nginx"), "bob", true).unwrap();
         assert_eq!(forced["spec"]["replicas"], 5);
         let alice = Entry::parse(&forced["metadata"]["managedFields"][0]).unwrap();
         assert!(!alice.fields.contains(&["f:spec".into(), "f:replicas".into()]));
@@ -712,16 +684,9 @@ mod tests {
     fn fields_an_applier_drops_are_removed_unless_someone_else_owns_them() {
         let mut first = config(2, "nginx");
         first["metadata"]["labels"]["tier"] = json!("front");
-        let live = apply(None, &first, &writer("alice"), false, deployments()).unwrap();
+        let live = apply_as(None, &first, "alice", false).unwrap();
         assert_eq!(live["metadata"]["labels"]["tier"], "front");
-        let live = apply(
-            Some(&live),
-            &config(2, "nginx"),
-            &writer("alice"),
-            false,
-            deployments(),
-        )
-        .unwrap();
+        let live = apply_as(Some(&live), &config(2, "nginx"), "alice", false).unwrap();
         assert!(live["metadata"]["labels"].get("tier").is_none(), "{live}");
         // A second container applied, then dropped: the element goes.
         let mut two = config(2, "nginx");
@@ -729,7 +694,7 @@ mod tests {
             .as_array_mut()
             .unwrap()
             .push(json!({"name": "side", "image": "busybox"}));
-        let live = apply(Some(&live), &two, &writer("alice"), false, deployments()).unwrap();
+        let live = apply_as(Some(&live), &two, "alice", false).unwrap();
         assert_eq!(
             live["spec"]["template"]["spec"]["containers"]
                 .as_array()
@@ -737,14 +702,7 @@ mod tests {
                 .len(),
             2
         );
-        let live = apply(
-            Some(&live),
-            &config(2, "nginx"),
-            &writer("alice"),
-            false,
-            deployments(),
-        )
-        .unwrap();
+        let live = apply_as(Some(&live), &config(2, "nginx"), "alice", false).unwrap();
         assert_eq!(
             live["spec"]["template"]["spec"]["containers"],
             json!([{"name": "web", "image": "nginx"}])
@@ -753,7 +711,7 @@ mod tests {
 
     #[test]
     fn updates_take_the_fields_they_change() {
-        let created = apply(None, &config(2, "nginx"), &writer("alice"), false, deployments()).unwrap();
+        let created = apply_as(None, &config(2, "nginx"), "alice", false).unwrap();
         let mut scaled = created.clone();
         scaled["spec"]["replicas"] = json!(4);
         track_update(&mut scaled, Some(&created), &writer("kubectl"), deployments());
@@ -767,14 +725,7 @@ mod tests {
                 .contains(&["f:spec".into(), "f:replicas".into()])
         );
         // alice applying her old value now conflicts with the updater.
-        let conflicts = apply(
-            Some(&scaled),
-            &config(2, "nginx"),
-            &writer("alice"),
-            false,
-            deployments(),
-        )
-        .unwrap_err();
+        let conflicts = apply_as(Some(&scaled), &config(2, "nginx"), "alice", false).unwrap_err();
         assert_eq!(conflicts[0].manager, "kubectl");
         // An update that changes nothing leaves the entries alone.
         let mut same = scaled.clone();

@@ -770,15 +770,19 @@ mod tests {
     use super::*;
     use flotilla_api::resources::lookup;
 
+    fn served(group: &str, version: &str, plural: &str) -> &'static Resource {
+        lookup(
+            flotilla_api::resources::Profile::Federation,
+            group,
+            version,
+            plural,
+        )
+        .expect("served")
+    }
+
     #[test]
     fn stateful_sets_get_kubes_defaults_and_keep_their_own() {
-        let statefulsets = lookup(
-            flotilla_api::resources::Profile::Federation,
-            "apps",
-            "v1",
-            "statefulsets",
-        )
-        .unwrap();
+        let statefulsets = served("apps", "v1", "statefulsets");
         let mut bare = json!({"spec": {"serviceName": "db"}});
         normalize(&mut bare, statefulsets);
         assert_eq!(bare["spec"]["replicas"], 1);
@@ -795,7 +799,7 @@ mod tests {
 
     #[test]
     fn secret_string_data_becomes_base64_data() {
-        let secrets = lookup(flotilla_api::resources::Profile::Federation, "", "v1", "secrets").unwrap();
+        let secrets = served("", "v1", "secrets");
         let mut secret = json!({"data": {"a": "YQ=="}, "stringData": {"b": "s3cret", "a": "override"}});
         normalize(&mut secret, secrets);
         assert_eq!(
@@ -835,13 +839,7 @@ mod tests {
             parse_quantity(&json!("1mm")).unwrap_err(),
             "unable to parse quantity's suffix"
         );
-        let deployments = lookup(
-            flotilla_api::resources::Profile::Federation,
-            "apps",
-            "v1",
-            "deployments",
-        )
-        .unwrap();
+        let deployments = served("apps", "v1", "deployments");
         let mut bad = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"},
             "spec": {"selector": {}, "template": {"spec": {"containers": [
                 {"name": "c", "resources": {"limits": {"cpu": "lots"}}}]}}}});
@@ -853,23 +851,11 @@ mod tests {
             "{err}"
         );
         // A ConfigMap's data is no quantity, whatever its keys.
-        let configmaps = lookup(
-            flotilla_api::resources::Profile::Federation,
-            "",
-            "v1",
-            "configmaps",
-        )
-        .unwrap();
+        let configmaps = served("", "v1", "configmaps");
         let mut data = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"},
             "data": {"limits": "none", "sizeLimit": "x"}});
         assert!(check_decodes(&mut data, configmaps).is_ok());
-        let hpas = lookup(
-            flotilla_api::resources::Profile::Federation,
-            "autoscaling",
-            "v2",
-            "horizontalpodautoscalers",
-        )
-        .unwrap();
+        let hpas = served("autoscaling", "v2", "horizontalpodautoscalers");
         let mut hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "a"},
             "spec": {"maxReplicas": 3, "scaleTargetRef": {"kind": "Deployment", "name": "w"}, "metrics": [
                 {"type": "External", "external": {"metric": {"name": "q"}, "target": {"type": "Value", "value": "ten"}}}]}});
@@ -892,13 +878,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_dropped_and_named() {
-        let deployments = lookup(
-            flotilla_api::resources::Profile::Federation,
-            "apps",
-            "v1",
-            "deployments",
-        )
-        .unwrap();
+        let deployments = served("apps", "v1", "deployments");
         let mut object = json!({"apiVersion": "apps/v1", "kind": "Deployment", "bogus": 1,
             "metadata": {"name": "a", "labels": {"any": "key"}, "annotation": {}},
             "spec": {"replicas": 2, "selector": {}, "replica": null, "template": {"spec": {"containers": [
@@ -923,13 +903,7 @@ mod tests {
 
     #[test]
     fn bodies_must_decode_as_their_type() {
-        let deployments = lookup(
-            flotilla_api::resources::Profile::Federation,
-            "apps",
-            "v1",
-            "deployments",
-        )
-        .unwrap();
+        let deployments = served("apps", "v1", "deployments");
         let mut good = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": 2, "selector": {}, "template": {}}});
         assert_eq!(
             check_decodes(&mut good, deployments).unwrap(),
@@ -963,13 +937,7 @@ mod tests {
 
     #[test]
     fn updates_keep_identity_and_bump_generation_on_spec_change() {
-        let deployments = lookup(
-            flotilla_api::resources::Profile::Federation,
-            "apps",
-            "v1",
-            "deployments",
-        )
-        .unwrap();
+        let deployments = served("apps", "v1", "deployments");
         let behaviour = Behaviour::of(deployments);
         let mut old =
             json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
@@ -998,13 +966,7 @@ mod tests {
 
     #[test]
     fn status_updates_touch_only_status() {
-        let deployments = lookup(
-            flotilla_api::resources::Profile::Federation,
-            "apps",
-            "v1",
-            "deployments",
-        )
-        .unwrap();
+        let deployments = served("apps", "v1", "deployments");
         let old = json!({"metadata": {"name": "web", "generation": 3}, "spec": {"replicas": 1}});
         let mut new =
             json!({"metadata": {"name": "web"}, "spec": {"replicas": 9}, "status": {"readyReplicas": 1}});

@@ -569,6 +569,10 @@ mod tests {
             .collect()
     }
 
+    fn fields_of(found: &[(String, String)]) -> Vec<&str> {
+        found.iter().map(|(field, _)| field.as_str()).collect()
+    }
+
     fn deployment(labels: Value, containers: Value) -> Value {
         json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}}}})
@@ -588,7 +592,7 @@ mod tests {
                 {"name": "web", "image": "y"}, {"name": "Bad_Name", "image": "z"}]),
         );
         let found = problems("deployments", bad, None);
-        let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+        let fields = fields_of(&found);
         assert_eq!(
             fields,
             [
@@ -669,7 +673,7 @@ mod tests {
     fn services_ingresses_autoscalers_and_config_keys() {
         let service = json!({"spec": {"type": "Bogus", "ports": [{"port": 80}, {"port": 0}]}});
         let found = problems("services", service, None);
-        let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+        let fields = fields_of(&found);
         assert_eq!(
             fields,
             [
@@ -689,7 +693,7 @@ mod tests {
             {"path": "api", "pathType": "Prefix", "backend": {"service": {"name": "api", "port": {"number": 80}}}},
             {"path": "/", "backend": {"service": {"name": "web", "port": {}}}}]}}]}});
         let found = problems("ingresses", ingress, None);
-        let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+        let fields = fields_of(&found);
         assert_eq!(
             fields,
             [

@@ -20,16 +20,20 @@ pub fn decode(ctx: &Ctx, kv: &flotilla_storage::KeyValue) -> Result<Value, ApiEr
     Ok(object)
 }
 
-/// A consistent GET of the main resource in its stored version, answered from the stored bytes: only the top
-/// level and the metadata are parsed (to add the `resourceVersion`), not the spec, data or managed fields.
-pub async fn get_stored(ctx: &Ctx) -> Result<Response, ApiError> {
+/// The named object as storage holds it (a consistent read).
+async fn read_stored(ctx: &Ctx) -> Result<flotilla_storage::KeyValue, ApiError> {
     let name = ctx.name.as_deref().expect("get has a name");
-    let kv = ctx
-        .server
+    ctx.server
         .store
         .get(&ctx.key(name))
         .await
-        .map_err(|e| from_storage(e, &ctx.subject(name)))?;
+        .map_err(|e| from_storage(e, &ctx.subject(name)))
+}
+
+/// A consistent GET of the main resource in its stored version, answered from the stored bytes: only the top
+/// level and the metadata are parsed (to add the `resourceVersion`), not the spec, data or managed fields.
+pub async fn get_stored(ctx: &Ctx) -> Result<Response, ApiError> {
+    let kv = read_stored(ctx).await?;
     let body = object::with_resource_version(&kv.value, kv.mod_revision.get())
         .map_err(|e| ApiError::Internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -52,13 +56,7 @@ pub async fn get(ctx: &Ctx) -> Result<Value, ApiError> {
         object::set_type(&mut object, ctx.resource, ctx.storage_version());
         object
     } else {
-        let kv = ctx
-            .server
-            .store
-            .get(&ctx.key(name))
-            .await
-            .map_err(|e| from_storage(e, &ctx.subject(name)))?;
-        decode(ctx, &kv)?
+        decode(ctx, &read_stored(ctx).await?)?
     };
     match ctx.subresource {
         Some(Subresource::Scale) => Ok(super::write::scale_of(&object)),

@@ -42,12 +42,7 @@ fn decode_body(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
             let (object, duplicates) = object::parse_json(body).map_err(|e| {
                 ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}"))
             })?;
-            ctx.field_validation(
-                duplicates
-                    .iter()
-                    .map(|field| format!("duplicate field \"{field}\""))
-                    .collect(),
-            )?;
+            ctx.field_validation(field_problems("duplicate", &duplicates))?;
             object
         }
         crate::protobuf::MEDIA_TYPE => crate::protobuf::decode(body)
@@ -67,10 +62,11 @@ fn decode_body(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
     Ok(object)
 }
 
-fn unknown_fields(paths: Vec<String>) -> Vec<String> {
+/// `unknown field "x"`, `duplicate field "x"`: what `fieldValidation` reports, in kube's words.
+fn field_problems(kind: &str, paths: &[String]) -> Vec<String> {
     paths
         .iter()
-        .map(|field| format!("unknown field \"{field}\""))
+        .map(|field| format!("{kind} field \"{field}\""))
         .collect()
 }
 
@@ -205,7 +201,7 @@ async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Valu
     }
     object::set_type(&mut object, ctx.resource, ctx.storage_version());
     let unknown = object::check_decodes(&mut object, ctx.resource)?;
-    ctx.field_validation(unknown_fields(unknown))?;
+    ctx.field_validation(field_problems("unknown", &unknown))?;
     object::validate_type(&object, None, ctx.resource)?;
     if track && ctx.server.track_managed_fields {
         let facts = write_facts(ctx);
@@ -335,7 +331,7 @@ async fn update_with(
         check_finalizers(ctx, &current, &new)?;
         object::set_type(&mut new, ctx.resource, ctx.storage_version());
         let unknown = object::check_decodes(&mut new, ctx.resource)?;
-        ctx.field_validation(unknown_fields(unknown))?;
+        ctx.field_validation(field_problems("unknown", &unknown))?;
         object::validate_type(&new, Some(&current), ctx.resource)?;
         if track && ctx.server.track_managed_fields {
             let facts = write_facts(ctx);
@@ -581,20 +577,7 @@ async fn apply(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
             })
             .collect(),
     };
-    let exists = match ctx.server.store.get(&ctx.key(name)).await {
-        Ok(_) => true,
-        Err(flotilla_storage::Error::NotFound { .. }) => false,
-        Err(err) => return Err(from_storage(err, &ctx.subject(name))),
-    };
-    if !exists && ctx.subresource.is_none() {
-        let mut object = managed::apply(None, &config, &writer, force, ctx.resource).map_err(conflict)?;
-        for field in ["apiVersion", "kind"] {
-            object[field] = config[field].clone();
-        }
-        let object = ctx.stored(object)?;
-        return create_object(ctx, object, false).await;
-    }
-    update_with(ctx, false, |current| {
+    let updated = update_with(ctx, false, |current| {
         let live = ctx.served(current.clone());
         let mut new = managed::apply(Some(&live), &config, &writer, force, ctx.resource).map_err(conflict)?;
         if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -603,7 +586,15 @@ async fn apply(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
         }
         ctx.stored(new)
     })
-    .await
+    .await;
+    match updated {
+        // Nothing there yet: the apply creates it.
+        Err(ApiError::NotFound(_)) if ctx.subresource.is_none() => {
+            let object = managed::apply(None, &config, &writer, force, ctx.resource).map_err(conflict)?;
+            create_object(ctx, ctx.stored(object)?, false).await
+        }
+        other => other,
+    }
 }
 
 /// `DeleteOptions` from the body (kubectl always sends one) or from the query.

@@ -79,13 +79,12 @@ metadata:
 stringData: {password: s3cret}
 "#;
 
-async fn get_json(server: &TestApiserver, version: &str, what: &str) -> Value {
-    server
-        .kubectl(version, &["get", what, "-o", "json"])
-        .await
-        .unwrap()
-        .ok()
-        .json()
+/// `kubectl get <args> -o json`, parsed.
+async fn get_json(server: &TestApiserver, version: &str, args: &[&str]) -> Value {
+    let mut command = vec!["get"];
+    command.extend_from_slice(args);
+    command.extend(["-o", "json"]);
+    server.kubectl(version, &command).await.unwrap().ok().json()
 }
 
 async fn applied_objects_show_kubes_defaults(backend: Backend) {
@@ -106,15 +105,8 @@ async fn applied_objects_show_kubes_defaults(backend: Backend) {
             .unwrap()
             .ok();
         let get = |what: &'static str| {
-            let (server, version, namespace) = (&server, version, namespace.clone());
-            async move {
-                let out = server
-                    .kubectl(version, &["get", "-n", &namespace, what, "-o", "json"])
-                    .await
-                    .unwrap()
-                    .ok();
-                out.json()
-            }
+            let (server, namespace) = (&server, namespace.clone());
+            async move { get_json(server, version, &["-n", &namespace, what]).await }
         };
 
         let deployment = get("deployment/shop").await;
@@ -304,7 +296,7 @@ async fn misspelt_fields_follow_validate(backend: Backend) {
             "{version}: {}",
             warn.stderr
         );
-        let stored = get_json(&server, version, &format!("configmap/{name}")).await;
+        let stored = get_json(&server, version, &[&format!("configmap/{name}")]).await;
         assert_eq!(stored["data"], json!({"a": "b"}));
         assert!(stored.get("datta").is_none(), "{version}: {stored}");
         // Ignore: no warning.
@@ -394,15 +386,7 @@ async fn server_side_apply_owns_fields_and_reports_conflicts(backend: Backend) {
             format!("deployment.apps/{name} serverside-applied"),
             "{version}"
         );
-        let object = server
-            .kubectl(
-                version,
-                &["get", "deploy", &name, "-o", "json", "--show-managed-fields"],
-            )
-            .await
-            .unwrap()
-            .ok()
-            .json();
+        let object = get_json(&server, version, &["deploy", &name, "--show-managed-fields"]).await;
         let managers: Vec<(String, String)> = object["metadata"]["managedFields"]
             .as_array()
             .unwrap()
@@ -472,15 +456,7 @@ async fn server_side_apply_owns_fields_and_reports_conflicts(backend: Backend) {
             .await
             .unwrap()
             .ok();
-        let object = server
-            .kubectl(
-                version,
-                &["get", "deploy", &name, "-o", "json", "--show-managed-fields"],
-            )
-            .await
-            .unwrap()
-            .ok()
-            .json();
+        let object = get_json(&server, version, &["deploy", &name, "--show-managed-fields"]).await;
         assert_eq!(object["spec"]["replicas"], 5, "{version}");
         let fields = |manager: &str| {
             object["metadata"]["managedFields"]
