@@ -34,6 +34,18 @@ pub enum ServedBy {
     Only(Profile),
 }
 
+/// What clients may do with a resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Every verb.
+    ReadWrite,
+    /// Get, list and watch only, and always empty: a kind Flotilla does not federate (pods, persistent volumes,
+    /// …), served so that clients which expect every Kubernetes kind work — kubectl's default prune allowlist
+    /// fails the whole `apply --prune` when one of its kinds is missing from discovery — and writes answer 405
+    /// saying the kind is not federated.
+    ReadOnly,
+}
+
 /// One served resource.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Resource {
@@ -50,9 +62,10 @@ pub struct Resource {
     pub categories: &'static [&'static str],
     pub subresources: &'static [Subresource],
     pub served_by: ServedBy,
+    pub access: Access,
 }
 
-/// The verbs every served resource offers, as discovery lists them.
+/// The verbs every writable resource offers, as discovery lists them.
 pub const VERBS: &[&str] = &[
     "create",
     "delete",
@@ -63,6 +76,9 @@ pub const VERBS: &[&str] = &[
     "update",
     "watch",
 ];
+
+/// The verbs of a [`Access::ReadOnly`] resource.
+pub const READ_VERBS: &[&str] = &["get", "list", "watch"];
 
 impl Resource {
     /// `group/version` for `apiVersion`, `v1` for the core group.
@@ -91,6 +107,18 @@ impl Resource {
         self.subresources.contains(&subresource)
     }
 
+    /// The verbs discovery lists for the resource.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        match self.access {
+            Access::ReadWrite => VERBS,
+            Access::ReadOnly => READ_VERBS,
+        }
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.access == Access::ReadWrite
+    }
+
     pub fn served_in(&self, profile: Profile) -> bool {
         match self.served_by {
             ServedBy::Both => true,
@@ -104,7 +132,7 @@ use Subresource::{Scale, Status};
 macro_rules! resource {
     ($group:expr, [$($version:expr),+], $kind:expr, $plural:expr, $singular:expr, short [$($short:expr),*],
      namespaced $namespaced:expr, categories [$($category:expr),*], subresources [$($sub:expr),*]
-     $(, only $only:expr)?) => {
+     $(, only $only:expr)? $(, access $access:expr)?) => {
         Resource {
             group: $group,
             versions: &[$($version),+],
@@ -116,10 +144,13 @@ macro_rules! resource {
             categories: &[$($category),*],
             subresources: &[$($sub),*],
             served_by: resource!(@served $($only)?),
+            access: resource!(@access $($access)?),
         }
     };
     (@served) => { ServedBy::Both };
     (@served $only:expr) => { ServedBy::Only($only) };
+    (@access) => { Access::ReadWrite };
+    (@access $access:expr) => { $access };
 }
 
 /// Every resource Flotilla serves, in discovery order.
@@ -138,6 +169,17 @@ pub static RESOURCES: &[Resource] = &[
         namespaced true, categories [], subresources []),
     resource!("", ["v1"], "Node", "nodes", "node", short ["no"],
         namespaced false, categories [], subresources [Status], only Profile::Member),
+    // Not federated: listed (always empty) for kubectl's default prune allowlist and `get all`.
+    resource!("", ["v1"], "Pod", "pods", "pod", short ["po"],
+        namespaced true, categories ["all"], subresources [], access Access::ReadOnly),
+    resource!("", ["v1"], "ReplicationController", "replicationcontrollers", "replicationcontroller",
+        short ["rc"], namespaced true, categories ["all"], subresources [], access Access::ReadOnly),
+    resource!("", ["v1"], "Endpoints", "endpoints", "endpoints", short ["ep"],
+        namespaced true, categories [], subresources [], access Access::ReadOnly),
+    resource!("", ["v1"], "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim",
+        short ["pvc"], namespaced true, categories [], subresources [], access Access::ReadOnly),
+    resource!("", ["v1"], "PersistentVolume", "persistentvolumes", "persistentvolume", short ["pv"],
+        namespaced false, categories [], subresources [], access Access::ReadOnly),
     resource!("apps", ["v1"], "Deployment", "deployments", "deployment", short ["deploy"],
         namespaced true, categories ["all"], subresources [Status, Scale]),
     resource!("apps", ["v1"], "ReplicaSet", "replicasets", "replicaset", short ["rs"],
@@ -148,6 +190,8 @@ pub static RESOURCES: &[Resource] = &[
         namespaced true, categories ["all"], subresources [Status, Scale]),
     resource!("batch", ["v1"], "Job", "jobs", "job", short [],
         namespaced true, categories ["all"], subresources [Status]),
+    resource!("batch", ["v1"], "CronJob", "cronjobs", "cronjob", short ["cj"],
+        namespaced true, categories ["all"], subresources [], access Access::ReadOnly),
     // Stored as v2; v1 is converted on the way in and out (the apiserver's `conversion`).
     resource!("autoscaling", ["v2", "v1"], "HorizontalPodAutoscaler", "horizontalpodautoscalers",
         "horizontalpodautoscaler", short ["hpa"], namespaced true, categories ["all"], subresources [Status]),
@@ -238,7 +282,8 @@ mod tests {
             "served in v1, stored in v2"
         );
         assert!(lookup(Profile::Federation, "apps", "v1beta1", "deployments").is_none());
-        assert!(lookup(Profile::Federation, "", "v1", "pods").is_none());
+        assert!(lookup(Profile::Federation, "", "v1", "pods").is_some_and(|r| !r.is_writable()));
+        assert!(lookup(Profile::Federation, "", "v1", "bindings").is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flotilla_api::request::ApiPath;
-use flotilla_api::resources::{self, Profile, Resource, VERBS};
+use flotilla_api::resources::{self, Profile, Resource};
 use serde_json::{Value, json};
 
 use crate::status::ApiError;
@@ -106,7 +106,7 @@ pub fn serve(profile: Profile, path: &ApiPath<'_>, headers: &HeaderMap) -> Resul
                     "singularName": resource.singular,
                     "namespaced": resource.namespaced,
                     "kind": resource.kind,
-                    "verbs": VERBS,
+                    "verbs": resource.verbs(),
                     "shortNames": resource.short_names,
                     "categories": resource.categories,
                 }));
@@ -190,7 +190,7 @@ fn aggregated_resource(resource: &Resource, version: &str) -> Value {
         "responseKind": {"group": resource.group, "version": version, "kind": resource.kind},
         "scope": if resource.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": resource.singular,
-        "verbs": VERBS,
+        "verbs": resource.verbs(),
     });
     if !resource.short_names.is_empty() {
         entry["shortNames"] = json!(resource.short_names);

@@ -56,6 +56,12 @@ pub enum ApiError {
     NoSuchResource,
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// A write to a kind Flotilla lists but does not federate (`Access::ReadOnly`).
+    #[error(
+        "{resource} are not federated: Flotilla lists them, always empty, but does not accept them; run workloads \
+             through Deployments, ReplicaSets, StatefulSets, DaemonSets or Jobs, which it propagates to the member clusters"
+    )]
+    NotFederated { resource: String },
     #[error("{} \"{}\" already exists", .0.qualified(), .0.name)]
     AlreadyExists(Subject),
     /// The object moved under the request (stale resourceVersion, failed precondition).
@@ -99,7 +105,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoSuchResource => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed | ApiError::NotFederated { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::AlreadyExists(_) | ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => {
                 StatusCode::CONFLICT
             }
@@ -120,7 +126,7 @@ impl ApiError {
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::NotFound(_) | ApiError::NoSuchResource => "NotFound",
-            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::MethodNotAllowed | ApiError::NotFederated { .. } => "MethodNotAllowed",
             ApiError::AlreadyExists(_) => "AlreadyExists",
             ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Expired(_) => "Expired",

@@ -359,6 +359,176 @@ fn columns(resource: &Resource) -> Vec<Column> {
             col("Images", "string", 1, |o| containers(o, "image")),
             col("Selector", "string", 1, selector),
         ],
+        // The kinds Flotilla lists but does not federate: always empty, but with kube's columns all the same.
+        ("", "pods") => vec![
+            NAME,
+            col("Ready", "string", 0, |o| {
+                let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array);
+                let ready = statuses
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["ready"] == true)
+                    .count();
+                let total = o
+                    .pointer("/spec/containers")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                json!(format!("{ready}/{total}"))
+            }),
+            col("Status", "string", 0, |o| json!(s(o, "/status/phase"))),
+            col("Restarts", "string", 0, |o| {
+                let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array);
+                json!(
+                    statuses
+                        .into_iter()
+                        .flatten()
+                        .map(|c| i(c, "/restartCount"))
+                        .sum::<i64>()
+                        .to_string()
+                )
+            }),
+            AGE,
+            col("IP", "string", 1, |o| json!(or_none(s(o, "/status/podIP")))),
+            col("Node", "string", 1, |o| json!(or_none(s(o, "/spec/nodeName")))),
+            col("Nominated Node", "string", 1, |o| {
+                json!(or_none(s(o, "/status/nominatedNodeName")))
+            }),
+            col("Readiness Gates", "string", 1, |_| json!("<none>")),
+        ],
+        ("", "replicationcontrollers") => vec![
+            NAME,
+            col("Desired", "integer", 0, |o| json!(replicas(o))),
+            col("Current", "integer", 0, |o| json!(i(o, "/status/replicas"))),
+            col("Ready", "integer", 0, |o| json!(i(o, "/status/readyReplicas"))),
+            AGE,
+            col("Containers", "string", 1, |o| containers(o, "name")),
+            col("Images", "string", 1, |o| containers(o, "image")),
+            col("Selector", "string", 1, |o| {
+                let labels: Vec<String> = o
+                    .pointer("/spec/selector")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                json!(or_none(labels.join(",")))
+            }),
+        ],
+        ("", "endpoints") => vec![
+            NAME,
+            col("Endpoints", "string", 0, |o| {
+                let mut addresses = Vec::new();
+                for subset in o.get("subsets").and_then(Value::as_array).into_iter().flatten() {
+                    for address in subset
+                        .get("addresses")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        for port in subset
+                            .get("ports")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            addresses.push(format!("{}:{}", s(address, "/ip"), i(port, "/port")));
+                        }
+                    }
+                }
+                json!(or_none(addresses.join(",")))
+            }),
+            AGE,
+        ],
+        ("", "persistentvolumeclaims") => vec![
+            NAME,
+            col("Status", "string", 0, |o| json!(s(o, "/status/phase"))),
+            col("Volume", "string", 0, |o| json!(s(o, "/spec/volumeName"))),
+            col("Capacity", "string", 0, |o| {
+                json!(s(o, "/status/capacity/storage"))
+            }),
+            col("Access Modes", "string", 0, |o| {
+                json!(access_modes(o, "/status/accessModes"))
+            }),
+            col("StorageClass", "string", 0, |o| {
+                json!(s(o, "/spec/storageClassName"))
+            }),
+            col("VolumeAttributesClass", "string", 0, |o| {
+                json!(or_unset(s(o, "/spec/volumeAttributesClassName")))
+            }),
+            AGE,
+            col("VolumeMode", "string", 1, |o| json!(s(o, "/spec/volumeMode"))),
+        ],
+        ("", "persistentvolumes") => vec![
+            NAME,
+            col("Capacity", "string", 0, |o| json!(s(o, "/spec/capacity/storage"))),
+            col("Access Modes", "string", 0, |o| {
+                json!(access_modes(o, "/spec/accessModes"))
+            }),
+            col("Reclaim Policy", "string", 0, |o| {
+                json!(s(o, "/spec/persistentVolumeReclaimPolicy"))
+            }),
+            col("Status", "string", 0, |o| json!(s(o, "/status/phase"))),
+            col("Claim", "string", 0, |o| {
+                let name = s(o, "/spec/claimRef/name");
+                json!(if name.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/{name}", s(o, "/spec/claimRef/namespace"))
+                })
+            }),
+            col("StorageClass", "string", 0, |o| {
+                json!(s(o, "/spec/storageClassName"))
+            }),
+            col("VolumeAttributesClass", "string", 0, |o| {
+                json!(or_unset(s(o, "/spec/volumeAttributesClassName")))
+            }),
+            col("Reason", "string", 0, |o| json!(s(o, "/status/reason"))),
+            AGE,
+            col("VolumeMode", "string", 1, |o| json!(s(o, "/spec/volumeMode"))),
+        ],
+        ("batch", "cronjobs") => vec![
+            NAME,
+            col("Schedule", "string", 0, |o| json!(s(o, "/spec/schedule"))),
+            col("Timezone", "string", 0, |o| {
+                json!(or_none(s(o, "/spec/timeZone")))
+            }),
+            col("Suspend", "boolean", 0, |o| {
+                json!(o.pointer("/spec/suspend") == Some(&json!(true)))
+            }),
+            col("Active", "integer", 0, |o| {
+                json!(
+                    o.pointer("/status/active")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                )
+            }),
+            col("Last Schedule", "string", 0, |o| {
+                let last = s(o, "/status/lastScheduleTime");
+                json!(if last.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    age_since(&last)
+                })
+            }),
+            AGE,
+            col("Containers", "string", 1, |o| {
+                json!(job_template_containers(o, "name"))
+            }),
+            col("Images", "string", 1, |o| {
+                json!(job_template_containers(o, "image"))
+            }),
+            col("Selector", "string", 1, |o| {
+                json!(or_none(
+                    o.pointer("/spec/jobTemplate/spec/selector/matchLabels")
+                        .and_then(Value::as_object)
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ))
+            }),
+        ],
         ("", "events") => vec![
             col("Last Seen", "string", 0, |o| json!(event_last_seen(o))),
             col("Type", "string", 0, |o| json!(s(o, "/type"))),
@@ -579,6 +749,40 @@ fn columns(resource: &Resource) -> Vec<Column> {
             },
         ],
     }
+}
+
+/// Access modes as kube abbreviates them: `RWO,ROX`.
+fn access_modes(object: &Value, pointer: &str) -> String {
+    let modes: Vec<&str> = object
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|mode| match mode {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect();
+    modes.join(",")
+}
+
+fn or_unset(text: String) -> String {
+    or_default(text, "<unset>")
+}
+
+fn job_template_containers(object: &Value, field: &str) -> String {
+    object
+        .pointer("/spec/jobTemplate/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| s(c, &format!("/{field}")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn or_default(text: String, default: &str) -> String {

@@ -25,8 +25,8 @@ use k8s_openapi::api::core::v1::{LocalObjectReference, Namespace, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
-/// Per object: in how many members it has been seen, and when it was first seen in all of them.
-type Sightings = HashMap<String, (usize, Option<Instant>)>;
+/// Per object: when each member was first seen holding it (member index, instant), in order.
+type Sightings = HashMap<String, Vec<(usize, Instant)>>;
 
 const CONTROLLER_MANAGER: &str = env!("CARGO_BIN_EXE_flotilla-controller-manager");
 
@@ -42,6 +42,8 @@ struct Args {
     /// Where the stores of the federation and the members live (the system's temp dir when absent); `/dev/shm`
     /// keeps the disk's fsync latency out of what is measured.
     state_dir: Option<std::path::PathBuf>,
+    /// Where to keep the controller manager's log (it goes with the temp dir otherwise).
+    cm_log: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -53,6 +55,7 @@ fn args() -> Args {
         rate: None,
         controller_manager: CONTROLLER_MANAGER.into(),
         state_dir: None,
+        cm_log: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,6 +65,7 @@ fn args() -> Args {
             "--kind" => args.kind = it.next().expect("--kind deployments|configmaps"),
             "--rate" => args.rate = Some(it.next().and_then(|v| v.parse().ok()).expect("--rate N")),
             "--state-dir" => args.state_dir = Some(it.next().expect("--state-dir DIR").into()),
+            "--cm-log" => args.cm_log = Some(it.next().expect("--cm-log PATH").into()),
             "--controller-manager" => {
                 args.controller_manager = it.next().expect("--controller-manager PATH").into()
             }
@@ -127,6 +131,31 @@ async fn metric(port: u16, name: &str) -> f64 {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN)
+}
+
+/// Where the time of the slowest objects went: when each was created, and how long after that the first and
+/// the last member held it (and which member was last), so that a stall can be told apart as the controller's
+/// (every member late) or one member's.
+fn report_slowest(seen: &Sightings, written: &HashMap<String, Instant>, start: Instant, members: usize) {
+    let mut slowest: Vec<(Duration, &String, Instant)> = written
+        .iter()
+        .filter_map(|(name, at)| {
+            let last = seen.get(name).filter(|s| s.len() == members)?.last()?.1;
+            Some((last.saturating_duration_since(*at), name, *at))
+        })
+        .collect();
+    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    for (latency, name, created) in slowest.iter().take(5) {
+        let sightings = &seen[*name];
+        let first = sightings[0].1.saturating_duration_since(*created);
+        let (last_member, _) = sightings[sightings.len() - 1];
+        eprintln!(
+            "slow: {name} created at +{:.2} s: first member after {} ms, last (m{last_member}) after {} ms",
+            created.duration_since(start).as_secs_f64(),
+            first.as_millis(),
+            latency.as_millis()
+        );
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -249,11 +278,10 @@ async fn main() {
     let seen: Arc<Mutex<Sightings>> = Arc::new(Mutex::new(HashMap::new()));
     let resource = resource(&args.kind);
     let mut watchers = Vec::new();
-    for member in &members {
+    for (index, member) in members.iter().enumerate() {
         let client = flotilla_simulator::client(&member.kubeconfig).await.unwrap();
         let api: Api<DynamicObject> = Api::all_with(client, &resource);
         let seen = seen.clone();
-        let count = args.members;
         let config = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
         watchers.push(tokio::spawn(async move {
             let mut names = std::collections::HashSet::new();
@@ -261,12 +289,11 @@ async fn main() {
             while let Some(Ok(object)) = stream.next().await {
                 let name = object.metadata.name.clone().unwrap_or_default();
                 if names.insert(name.clone()) {
-                    let mut seen = seen.lock().unwrap();
-                    let entry = seen.entry(name).or_insert((0, None));
-                    entry.0 += 1;
-                    if entry.0 == count {
-                        entry.1 = Some(Instant::now());
-                    }
+                    seen.lock()
+                        .unwrap()
+                        .entry(name)
+                        .or_default()
+                        .push((index, Instant::now()));
                 }
             }
         }));
@@ -302,7 +329,7 @@ async fn main() {
             .lock()
             .unwrap()
             .values()
-            .filter(|(_, at)| at.is_some())
+            .filter(|sightings| sightings.len() == args.members)
             .count();
         if done == args.objects || Instant::now() > deadline {
             break;
@@ -313,9 +340,13 @@ async fn main() {
     let mut latencies: Vec<Duration> = {
         let seen = seen.lock().unwrap();
         let written = written.lock().unwrap();
+        report_slowest(&seen, &written, first_write, args.members);
         written
             .iter()
-            .filter_map(|(name, at)| Some(seen.get(name)?.1?.saturating_duration_since(*at)))
+            .filter_map(|(name, at)| {
+                let sightings = seen.get(name).filter(|s| s.len() == args.members)?;
+                Some(sightings.last()?.1.saturating_duration_since(*at))
+            })
             .collect()
     };
     latencies.sort();
@@ -391,6 +422,9 @@ async fn main() {
         );
     }
     drop(cm);
+    if let Some(path) = &args.cm_log {
+        std::fs::copy(dir.path().join("cm.log"), path).unwrap();
+    }
     for watcher in watchers {
         watcher.abort();
     }

@@ -273,6 +273,11 @@ async fn dispatch(server: Arc<ApiServer>, request: Request) -> Result<Response, 
 }
 
 async fn respond(ctx: Ctx, method: &Method, body: &Bytes) -> Result<Response, ApiError> {
+    if !ctx.resource.is_writable() && !matches!(*method, Method::GET | Method::HEAD) {
+        return Err(ApiError::NotFederated {
+            resource: ctx.resource.qualified_name(),
+        });
+    }
     let is_watch = matches!(ctx.param("watch"), Some("true" | "1"));
     let table = ctx
         .headers

@@ -71,6 +71,12 @@ pub fn build() -> (Vec<ServedKind>, Map<String, Value>) {
         served::<rbac::v1::RoleBinding>(&mut generator),
         served::<coordination::v1::Lease>(&mut generator),
         served::<core::v1::Node>(&mut generator),
+        served::<core::v1::Pod>(&mut generator),
+        served::<core::v1::ReplicationController>(&mut generator),
+        served::<core::v1::Endpoints>(&mut generator),
+        served::<core::v1::PersistentVolumeClaim>(&mut generator),
+        served::<core::v1::PersistentVolume>(&mut generator),
+        served::<batch::v1::CronJob>(&mut generator),
         served::<flotilla_api::federation::Cluster>(&mut generator),
     ];
     generator.subschema_for::<meta::Status>();

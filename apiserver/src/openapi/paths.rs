@@ -256,6 +256,9 @@ pub fn add(paths: &mut Map<String, Value>, resource: &Resource, kind: &ServedKin
         "post": op("post", "create", "", format!("create a {}", resource.kind), &[], create_params.clone(), ("201", object_def)),
         "delete": op("deletecollection", "deleteCollection", "", format!("delete collection of {}", resource.kind), &[], delete_params.clone(), ("200", STATUS)),
     });
+    if !resource.is_writable() {
+        collection_item = json!({"get": collection_item["get"].take()});
+    }
     collection_item["parameters"] = Value::Array(scope_params());
     paths.insert(collection, collection_item);
 
@@ -265,6 +268,9 @@ pub fn add(paths: &mut Map<String, Value>, resource: &Resource, kind: &ServedKin
         "patch": op("patch", "patch", "", format!("partially update the specified {}", resource.kind), PATCH_TYPES, patch_params(), ("200", object_def)),
         "delete": op("delete", "delete", "", format!("delete a {}", resource.kind), &[], delete_params, ("200", STATUS)),
     });
+    if !resource.is_writable() {
+        object_item = json!({"get": object_item["get"].take()});
+    }
     let mut object_params = vec![path_param("name", &format!("name of the {}", resource.kind))];
     object_params.extend(scope_params());
     object_item["parameters"] = Value::Array(object_params.clone());

@@ -207,8 +207,8 @@ fn check_or_update(path: &Path, expected: &str) {
 }
 
 /// Every kind a body may carry: (apiVersion, kind, definition). Flotilla's own group has no protobuf form
-/// (as for custom resources, clients send it JSON), and nodes exist only on simulated members, which create
-/// them in JSON.
+/// (as for custom resources, clients send it JSON), nodes exist only on simulated members, which create
+/// them in JSON, and read-only kinds take no bodies.
 fn roots() -> Vec<(String, String, String)> {
     let (kinds, _) = crate::openapi::definitions::build();
     let mut roots: Vec<(String, String, String)> = kinds
@@ -233,7 +233,11 @@ fn roots() -> Vec<(String, String, String)> {
 
 /// Whether bodies of this kind may come as protobuf.
 pub fn has_protobuf(group: &str, kind: &str) -> bool {
-    group != flotilla_api::federation::GROUP && kind != "Node"
+    group != flotilla_api::federation::GROUP
+        && kind != "Node"
+        && flotilla_api::resources::RESOURCES
+            .iter()
+            .any(|r| r.group == group && r.kind == kind && r.is_writable())
 }
 
 /// k8s-pb's messages, by path (`api::apps::v1::Deployment`).

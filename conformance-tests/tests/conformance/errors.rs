@@ -234,9 +234,49 @@ async fn bad_requests_get_kube_statuses_and_write_nothing(backend: Backend) {
         "NotFound",
     );
     assert_status(
-        &server.curl(&["/api/v1/namespaces/default/pods"]).await.unwrap(),
+        &server
+            .curl(&["/api/v1/namespaces/default/poddisruptionbudgets"])
+            .await
+            .unwrap(),
         404,
         "NotFound",
+    );
+    // Read-only kinds (listed for kubectl's prune allowlist): reads answer as for an empty resource, writes 405.
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"nginx"}]}}"#;
+    let refused = server
+        .curl(&[
+            pods,
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            pod,
+        ])
+        .await
+        .unwrap();
+    assert_status(&refused, 405, "MethodNotAllowed");
+    assert!(
+        refused.body.contains("pods are not federated"),
+        "{}",
+        refused.body
+    );
+    assert_status(
+        &server.curl(&[&format!("{pods}/p")]).await.unwrap(),
+        404,
+        "NotFound",
+    );
+    let list = server.curl(&[pods]).await.unwrap();
+    assert_eq!(list.code, 200, "{}", list.body);
+    assert_eq!(list.json()["items"], serde_json::json!([]));
+    assert_status(
+        &server
+            .curl(&["/apis/batch/v1/namespaces/default/cronjobs", "-X", "DELETE"])
+            .await
+            .unwrap(),
+        405,
+        "MethodNotAllowed",
     );
     assert_status(
         &server.curl(&["/apis/apps/v1beta9/deployments"]).await.unwrap(),

@@ -11,6 +11,7 @@ crate::on_both_backends!(
     invalid_objects_are_refused_with_the_field,
     misspelt_fields_follow_validate,
     server_side_apply_owns_fields_and_reports_conflicts,
+    prune_works_with_kubectls_default_allowlist,
 );
 
 const VERSIONS: [&str; 3] = ["1.27", "1.30", "1.33"];
@@ -502,4 +503,126 @@ async fn server_side_apply_owns_fields_and_reports_conflicts(backend: Backend) {
             .unwrap();
         assert_eq!(diff.code, 0, "{version}: {}{}", diff.stdout, diff.stderr);
     }
+}
+
+fn labelled_config_map(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {{app: pruned}}\ndata: {{a: '1'}}\n"
+    )
+}
+
+/// kubectl's default prune allowlist names kinds Flotilla does not federate (pods, PVCs, cron jobs, …); they are
+/// listed, always empty, so that `apply --prune -l` works without `--prune-allowlist`, and refuse writes with a
+/// 405 that says why.
+async fn prune_works_with_kubectls_default_allowlist(backend: Backend) {
+    let server = TestApiserver::start(backend).await.unwrap();
+    for version in VERSIONS {
+        let namespace = format!("prune-{}", version.replace('.', "-"));
+        server
+            .kubectl(version, &["create", "namespace", &namespace])
+            .await
+            .unwrap()
+            .ok();
+        let dir = server.dir().join(&namespace);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), labelled_config_map("a")).unwrap();
+        std::fs::write(dir.join("b.yaml"), labelled_config_map("b")).unwrap();
+        let dir_arg = dir.to_str().unwrap();
+        let prune = [
+            "apply",
+            "-n",
+            &namespace,
+            "--prune",
+            "-l",
+            "app=pruned",
+            "-f",
+            dir_arg,
+        ];
+        let out = server.kubectl(version, &prune).await.unwrap().ok();
+        assert!(
+            out.stdout.contains("configmap/b created"),
+            "{version}: {}",
+            out.stdout
+        );
+
+        std::fs::remove_file(dir.join("b.yaml")).unwrap();
+        let out = server.kubectl(version, &prune).await.unwrap().ok();
+        assert!(
+            out.stdout.contains("configmap/a unchanged"),
+            "{version}: {}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("configmap/b pruned"),
+            "{version}: {}",
+            out.stdout
+        );
+        let gone = server
+            .kubectl(version, &["get", "-n", &namespace, "configmap", "b"])
+            .await
+            .unwrap()
+            .failed();
+        assert!(gone.stderr.contains("NotFound"), "{version}: {}", gone.stderr);
+
+        let pods = server
+            .kubectl(version, &["get", "pods", "-n", &namespace])
+            .await
+            .unwrap()
+            .ok();
+        assert!(
+            pods.stderr.contains("No resources found"),
+            "{version}: {}",
+            pods.stderr
+        );
+        let run = server
+            .kubectl(version, &["run", "-n", &namespace, "web", "--image=nginx"])
+            .await
+            .unwrap()
+            .failed();
+        assert!(
+            run.stderr.contains("(MethodNotAllowed)") && run.stderr.contains("pods are not federated"),
+            "{version}: {}",
+            run.stderr
+        );
+        let all = server
+            .kubectl(version, &["get", "all", "-n", &namespace])
+            .await
+            .unwrap()
+            .ok();
+        assert!(
+            all.stderr.contains("No resources found"),
+            "{version}: {}",
+            all.stderr
+        );
+    }
+    let resources = server
+        .kubectl("1.33", &["api-resources", "-o", "wide", "--api-group="])
+        .await
+        .unwrap()
+        .ok();
+    let pods = resources
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("pods "))
+        .expect("pods listed");
+    assert!(
+        pods.contains(" get,list,watch ") && pods.trim_end().ends_with(" all"),
+        "{pods}"
+    );
+    let cronjobs = server
+        .kubectl("1.33", &["api-resources", "-o", "wide", "--api-group=batch"])
+        .await
+        .unwrap()
+        .ok();
+    assert!(
+        cronjobs.stdout.contains("cronjobs") && cronjobs.stdout.contains("cj"),
+        "{}",
+        cronjobs.stdout
+    );
+    let explain = server
+        .kubectl("1.33", &["explain", "pods.spec.nodeName"])
+        .await
+        .unwrap()
+        .ok();
+    assert!(explain.stdout.contains("nodeName"), "{}", explain.stdout);
 }
