@@ -144,7 +144,7 @@ fn report_slowest(seen: &Sightings, written: &HashMap<String, Instant>, start: I
             Some((last.saturating_duration_since(*at), name, *at))
         })
         .collect();
-    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
     for (latency, name, created) in slowest.iter().take(5) {
         let sightings = &seen[*name];
         let first = sightings[0].1.saturating_duration_since(*created);
