@@ -26,6 +26,8 @@ type Https = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 const CONCURRENCY: usize = 64;
 const CREATES: usize = 10_000;
 const GETS: usize = 20_000;
+/// GETs made one at a time, for the latency of a request with nothing queued in front of it.
+const SINGLE_GETS: usize = 5_000;
 const WATCHED_WRITES: usize = 100;
 
 /// A ConfigMap body of about 1 KiB, like the storage benchmark's values.
@@ -222,6 +224,9 @@ struct Figures {
     gets: f64,
     get_p50: f64,
     get_p99: f64,
+    /// One GET at a time: the latency of the request itself, with no queue in front of it.
+    single_p50: f64,
+    single_p99: f64,
     list_storage_ms: f64,
     list_cache_ms: f64,
     watch_p50: f64,
@@ -323,6 +328,19 @@ async fn measure(etcd: Option<&str>, objects: usize, watchers_n: usize) -> Resul
     .await?;
     (figures.gets, figures.get_p50, figures.get_p99) =
         (gets, percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    let s = server.clone();
+    let (_, latencies) = load(SINGLE_GETS, 1, move |i| {
+        let s = s.clone();
+        async move {
+            let path = format!(
+                "/api/v1/namespaces/bench/configmaps/cm-{:06}",
+                (i * 7919) % CREATES
+            );
+            s.expect(Method::GET, &path, None, StatusCode::OK).await.map(drop)
+        }
+    })
+    .await?;
+    (figures.single_p50, figures.single_p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
 
     let (mut storage_ms, mut cache_ms) = (Vec::new(), Vec::new());
     for _ in 0..10 {
@@ -405,7 +423,7 @@ async fn measure(etcd: Option<&str>, objects: usize, watchers_n: usize) -> Resul
 }
 
 /// Raw etcd-client: creates (compare-and-swap put) and gets at the same concurrency, and a range of 10k keys.
-async fn raw_etcd(endpoint: &str) -> Result<(f64, f64, f64, f64, f64)> {
+async fn raw_etcd(endpoint: &str) -> Result<Raw> {
     let client = etcd_client::Client::connect([endpoint], None).await?;
     let kv = client.kv_client().max_decoding_message_size(256 << 20);
     let epoch = Instant::now();
@@ -433,6 +451,16 @@ async fn raw_etcd(endpoint: &str) -> Result<(f64, f64, f64, f64, f64)> {
         }
     })
     .await?;
+    let k = kv.clone();
+    let (_, single) = load(SINGLE_GETS, 1, move |i| {
+        let mut k = k.clone();
+        async move {
+            let key = format!("/raw/configmaps/bench/cm-{:06}", (i * 7919) % CREATES);
+            anyhow::ensure!(!k.get(key, None).await?.kvs().is_empty(), "missing");
+            Ok(())
+        }
+    })
+    .await?;
     let mut times = Vec::new();
     for _ in 0..10 {
         let started = Instant::now();
@@ -443,13 +471,26 @@ async fn raw_etcd(endpoint: &str) -> Result<(f64, f64, f64, f64, f64)> {
         anyhow::ensure!(response.kvs().len() == CREATES, "short range");
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    Ok((
+    Ok(Raw {
         creates,
         gets,
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        median(times),
-    ))
+        get_p50: percentile(&latencies, 0.5),
+        get_p99: percentile(&latencies, 0.99),
+        single_p50: percentile(&single, 0.5),
+        single_p99: percentile(&single, 0.99),
+        list_ms: median(times),
+    })
+}
+
+/// The baseline's figures.
+struct Raw {
+    creates: f64,
+    gets: f64,
+    get_p50: f64,
+    get_p99: f64,
+    single_p50: f64,
+    single_p99: f64,
+    list_ms: f64,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +510,7 @@ async fn main() -> Result<()> {
     }
     let etcd = tokio::task::spawn_blocking(EtcdServer::start).await??;
     eprintln!("raw etcd…");
-    let (raw_creates, raw_gets, raw_p50, raw_p99, raw_list) = raw_etcd(&etcd.endpoint()).await?;
+    let raw = raw_etcd(&etcd.endpoint()).await?;
     eprintln!("apiserver on the embedded store…");
     let embedded = measure(None, objects, watchers).await?;
     let on_etcd = if only_embedded {
@@ -483,22 +524,23 @@ async fn main() -> Result<()> {
         "| measure | raw etcd-client | apiserver on etcd | ratio | apiserver, embedded store | ratio to raw etcd |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    let row = |name: &str, raw: Option<f64>, etcd: f64, embedded: f64, unit: &str, higher_is_better: bool| {
-        let ratio = |x: f64| match raw {
-            Some(raw) if higher_is_better => format!("{:.2}×", x / raw),
-            Some(raw) => format!("{:.2}×", raw / x),
-            None => "–".to_owned(),
+    let row =
+        |name: &str, baseline: Option<f64>, etcd: f64, embedded: f64, unit: &str, higher_is_better: bool| {
+            let ratio = |x: f64| match baseline {
+                Some(base) if higher_is_better => format!("{:.2}×", x / base),
+                Some(base) => format!("{:.2}×", base / x),
+                None => "–".to_owned(),
+            };
+            let baseline_text = baseline.map_or("–".to_owned(), |base| format!("{base:.1} {unit}"));
+            println!(
+                "| {name} | {baseline_text} | {etcd:.1} {unit} | {} | {embedded:.1} {unit} | {} |",
+                ratio(etcd),
+                ratio(embedded)
+            );
         };
-        let raw_text = raw.map_or("–".to_owned(), |raw| format!("{raw:.1} {unit}"));
-        println!(
-            "| {name} | {raw_text} | {etcd:.1} {unit} | {} | {embedded:.1} {unit} | {} |",
-            ratio(etcd),
-            ratio(embedded)
-        );
-    };
     row(
         "create ConfigMap, 64 clients",
-        Some(raw_creates),
+        Some(raw.creates),
         on_etcd.creates,
         embedded.creates,
         "ops/s",
@@ -506,32 +548,48 @@ async fn main() -> Result<()> {
     );
     row(
         "GET ConfigMap, 64 clients",
-        Some(raw_gets),
+        Some(raw.gets),
         on_etcd.gets,
         embedded.gets,
         "ops/s",
         true,
     );
     row(
-        "GET latency p50",
-        Some(raw_p50),
+        "GET latency p50, 64 clients",
+        Some(raw.get_p50),
         on_etcd.get_p50,
         embedded.get_p50,
         "ms",
         false,
     );
     row(
-        "GET latency p99",
-        Some(raw_p99),
+        "GET latency p99, 64 clients",
+        Some(raw.get_p99),
         on_etcd.get_p99,
         embedded.get_p99,
+        "ms",
+        false,
+    );
+    row(
+        "GET latency p50, 1 client",
+        Some(raw.single_p50),
+        on_etcd.single_p50,
+        embedded.single_p50,
+        "ms",
+        false,
+    );
+    row(
+        "GET latency p99, 1 client",
+        Some(raw.single_p99),
+        on_etcd.single_p99,
+        embedded.single_p99,
         "ms",
         false,
     );
     let (storage, cache) = (on_etcd.list_storage_ms, on_etcd.list_cache_ms);
     row(
         "LIST 10,000 ConfigMaps, consistent (storage)",
-        Some(raw_list),
+        Some(raw.list_ms),
         storage,
         embedded.list_storage_ms,
         "ms",
@@ -539,7 +597,7 @@ async fn main() -> Result<()> {
     );
     row(
         "LIST 10,000 ConfigMaps, resourceVersion=0 (cache)",
-        Some(raw_list),
+        Some(raw.list_ms),
         cache,
         embedded.list_cache_ms,
         "ms",
