@@ -384,6 +384,11 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
                 continue;
             }
         };
+        // As Go's net/http (so kube-apiserver) does: small writes — a watch event, a short answer — leave at once
+        // instead of waiting, by Nagle's algorithm, for the client's delayed ACK (up to 40 ms on Linux).
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+        }
         let (acceptor, router) = (acceptor.clone(), router.clone());
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {

@@ -1,7 +1,8 @@
 //! kube-apiserver's validation of the served built-in types (`pkg/apis/*/validation`), after defaulting: one
 //! [`Cause`] per problem, with kube's field paths and wording (values are shown as JSON where kube prints a Go
 //! value). The rules kept are those users meet: names, required fields, selectors that must match their
-//! template, immutable fields, port ranges, supported values, HPA bounds and Ingress paths.
+//! template, immutable fields, port ranges, supported values, update strategies, volumes and their mounts,
+//! probes, resource requests against limits, HPA bounds and Ingress paths.
 
 use std::collections::BTreeSet;
 
@@ -75,6 +76,22 @@ impl Problems {
                 shown(value),
                 supported.join(", ")
             ),
+        });
+    }
+
+    fn forbidden(&mut self, field: &str, detail: &str) {
+        self.0.push(Cause {
+            kind: "FieldValueForbidden",
+            field: field.to_owned(),
+            message: format!("Forbidden: {detail}"),
+        });
+    }
+
+    fn not_found(&mut self, field: &str, value: &Value) {
+        self.0.push(Cause {
+            kind: "FieldValueNotFound",
+            field: field.to_owned(),
+            message: format!("Not found: {}", shown(value)),
         });
     }
 
@@ -199,7 +216,90 @@ fn workload(problems: &mut Problems, spec: &Value, old_spec: Option<&Value>, res
             }
         }
     }
+    strategy(problems, spec, resource);
     pod_template(problems, spec, &["Always"]);
+}
+
+/// The update strategy of a Deployment (`strategy`), DaemonSet or StatefulSet (`updateStrategy`).
+fn strategy(problems: &mut Problems, spec: &Value, resource: &Resource) {
+    let (field, types): (&str, &[&str]) = match resource.plural {
+        "deployments" => ("strategy", &["Recreate", "RollingUpdate"]),
+        "daemonsets" | "statefulsets" => ("updateStrategy", &["OnDelete", "RollingUpdate"]),
+        _ => return,
+    };
+    if resource.plural == "statefulsets"
+        && let Some(policy) = spec.get("podManagementPolicy").filter(|p| !p.is_null())
+    {
+        const POLICIES: &[&str] = &["OrderedReady", "Parallel"];
+        if !POLICIES.iter().any(|p| policy == *p) {
+            problems.unsupported("spec.podManagementPolicy", policy, POLICIES);
+        }
+    }
+    let Some(strategy) = spec.get(field).filter(|s| !s.is_null()) else {
+        return;
+    };
+    let base = format!("spec.{field}");
+    let kind = strategy.get("type").filter(|t| !t.is_null());
+    match kind {
+        Some(kind) if !types.iter().any(|t| kind == *t) => {
+            problems.unsupported(&format!("{base}.type"), kind, types);
+            return;
+        }
+        None => {
+            problems.required(&format!("{base}.type"), "");
+            return;
+        }
+        _ => {}
+    }
+    let rolling = strategy.get("rollingUpdate").filter(|r| !r.is_null());
+    if kind != Some(&Value::from("RollingUpdate")) {
+        if rolling.is_some() {
+            let detail = format!(
+                "may not be specified when strategy `type` is '{}'",
+                kind.and_then(Value::as_str).unwrap_or_default()
+            );
+            problems.forbidden(&format!("{base}.rollingUpdate"), &detail);
+        }
+        return;
+    }
+    let Some(rolling) = rolling else { return };
+    let base = format!("{base}.rollingUpdate");
+    let mut zero = Vec::new();
+    for key in ["maxUnavailable", "maxSurge"] {
+        let Some(value) = rolling.get(key).filter(|v| !v.is_null()) else {
+            zero.push(false);
+            continue;
+        };
+        let path = format!("{base}.{key}");
+        let amount = match value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(text) => match text.strip_suffix('%').map(str::parse::<i64>) {
+                Some(Ok(percent)) => {
+                    if percent > 100 && key == "maxUnavailable" {
+                        problems.invalid(&path, value, "must not be greater than 100%");
+                    }
+                    Some(percent)
+                }
+                _ => {
+                    problems.invalid(&path, value, "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')");
+                    None
+                }
+            },
+            _ => None,
+        };
+        if amount.is_some_and(|a| a < 0) {
+            problems.invalid(&path, value, "must be greater than or equal to 0");
+        }
+        zero.push(amount == Some(0));
+    }
+    // Only Deployments must make progress somehow (kube checks a DaemonSet's maxSurge/maxUnavailable the same way).
+    if zero == [true, true] {
+        problems.invalid(
+            &format!("{base}.maxUnavailable"),
+            &rolling["maxUnavailable"],
+            "may not be 0 when `maxSurge` is 0",
+        );
+    }
 }
 
 fn job(problems: &mut Problems, object: &Value, old_spec: Option<&Value>) {
@@ -280,6 +380,15 @@ fn pod_template(problems: &mut Problems, spec: &Value, restart: &[&str]) {
     if containers.is_none_or(|c| c.is_empty()) {
         problems.required(&format!("{base}.containers"), "");
     }
+    let mut volume_names = volumes(problems, base, pod);
+    // A StatefulSet's claim templates become volumes of its pods.
+    let claims = spec
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    volume_names
+        .extend(claims.filter_map(|claim| Some(claim.pointer("/metadata/name")?.as_str()?.to_owned())));
     let mut names = BTreeSet::new();
     for key in ["initContainers", "containers"] {
         let list = pod.get(key).and_then(Value::as_array).into_iter().flatten();
@@ -297,6 +406,20 @@ fn pod_template(problems: &mut Problems, spec: &Value, restart: &[&str]) {
                     }
                     if !text.is_empty() && !names.insert(text.to_owned()) {
                         problems.duplicate(&format!("{path}.name"), name);
+                    }
+                }
+            }
+            mounts(problems, &path, container, &volume_names);
+            resources(problems, &path, container);
+            if key == "containers" {
+                for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                    if let Some(found) = container.get(probe).filter(|p| !p.is_null()) {
+                        self::probe(
+                            problems,
+                            &format!("{path}.{probe}"),
+                            found,
+                            probe != "readinessProbe",
+                        );
                     }
                 }
             }
@@ -320,6 +443,237 @@ fn pod_template(problems: &mut Problems, spec: &Value, restart: &[&str]) {
             }
         }
     }
+}
+
+/// The sources a volume may name; exactly one of them.
+const VOLUME_SOURCES: &[&str] = &[
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cephfs",
+    "cinder",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "gitRepo",
+    "glusterfs",
+    "hostPath",
+    "image",
+    "iscsi",
+    "nfs",
+    "persistentVolumeClaim",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "projected",
+    "quobyte",
+    "rbd",
+    "scaleIO",
+    "secret",
+    "storageos",
+    "vsphereVolume",
+];
+
+/// A pod's volumes: named uniquely as DNS labels, each with exactly one source. Returns their names.
+fn volumes(problems: &mut Problems, base: &str, pod: &Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let list = pod.get("volumes").and_then(Value::as_array).into_iter().flatten();
+    for (i, volume) in list.enumerate() {
+        let path = format!("{base}.volumes[{i}]");
+        match volume
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            None => problems.required(&format!("{path}.name"), ""),
+            Some(name) => {
+                for problem in name_problems(name, true) {
+                    problems.invalid(&format!("{path}.name"), &volume["name"], &problem);
+                }
+                if !names.insert(name.to_owned()) {
+                    problems.duplicate(&format!("{path}.name"), &volume["name"]);
+                }
+            }
+        }
+        let sources: Vec<&str> = VOLUME_SOURCES
+            .iter()
+            .copied()
+            .filter(|source| is_set(volume, source))
+            .collect();
+        match sources.as_slice() {
+            [] => problems.required(&path, "must specify a volume type"),
+            [_] => {}
+            [_, more @ ..] => {
+                for source in more {
+                    problems.forbidden(
+                        &format!("{path}.{source}"),
+                        "may not specify more than 1 volume type",
+                    );
+                }
+            }
+        }
+    }
+    names
+}
+
+/// A container's volume mounts: each of a volume of the pod, at a path given once.
+fn mounts(problems: &mut Problems, path: &str, container: &Value, volumes: &BTreeSet<String>) {
+    let mut paths = BTreeSet::new();
+    let list = container
+        .get("volumeMounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for (i, mount) in list.enumerate() {
+        let at = format!("{path}.volumeMounts[{i}]");
+        match mount
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            None => problems.required(&format!("{at}.name"), ""),
+            Some(name) if !volumes.contains(name) => {
+                problems.not_found(&format!("{at}.name"), &mount["name"])
+            }
+            Some(_) => {}
+        }
+        match mount
+            .get("mountPath")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+        {
+            None => problems.required(&format!("{at}.mountPath"), ""),
+            Some(mount_path) if !paths.insert(mount_path.to_owned()) => {
+                problems.invalid(&format!("{at}.mountPath"), &mount["mountPath"], "must be unique");
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// A probe: exactly one handler, non-negative timings; liveness and startup probes succeed once.
+fn probe(problems: &mut Problems, path: &str, probe: &Value, success_once: bool) {
+    const HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket", "grpc"];
+    let handlers: Vec<&str> = HANDLERS.iter().copied().filter(|h| is_set(probe, h)).collect();
+    match handlers.as_slice() {
+        [] => problems.required(path, "must specify a handler type"),
+        [_] => {}
+        [_, more @ ..] => {
+            for handler in more {
+                problems.forbidden(
+                    &format!("{path}.{handler}"),
+                    "may not specify more than 1 handler type",
+                );
+            }
+        }
+    }
+    for field in [
+        "initialDelaySeconds",
+        "timeoutSeconds",
+        "periodSeconds",
+        "successThreshold",
+        "failureThreshold",
+    ] {
+        if let Some(value) = probe.get(field) {
+            problems.at_least(&format!("{path}.{field}"), value, 0);
+        }
+    }
+    if success_once
+        && let Some(value) = probe.get("successThreshold")
+        && value.as_i64().is_some_and(|n| n != 1)
+    {
+        problems.invalid(&format!("{path}.successThreshold"), value, "must be 1");
+    }
+    if let Some(port) = probe
+        .pointer("/httpGet/port")
+        .or_else(|| probe.pointer("/tcpSocket/port"))
+    {
+        let handler = if is_set(probe, "httpGet") {
+            "httpGet"
+        } else {
+            "tcpSocket"
+        };
+        if port.is_number() {
+            problems.port(&format!("{path}.{handler}.port"), port);
+        }
+    }
+}
+
+/// A container's resources: no negative amount, and no request above its limit.
+fn resources(problems: &mut Problems, path: &str, container: &Value) {
+    let Some(resources) = container.get("resources") else {
+        return;
+    };
+    let amounts = |key: &str| -> Vec<(String, Value, f64)> {
+        resources
+            .get(key)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, value)| Some((name.clone(), value.clone(), quantity(value)?)))
+            .collect()
+    };
+    let limits = amounts("limits");
+    for key in ["limits", "requests"] {
+        for (name, value, amount) in amounts(key) {
+            let field = format!("{path}.resources.{key}[{name}]");
+            if amount < 0.0 {
+                problems.invalid(&field, &value, "must be greater than or equal to 0");
+            } else if key == "requests"
+                && let Some((_, limit_value, limit)) =
+                    limits.iter().find(|(limit_name, _, _)| *limit_name == name)
+                && amount > *limit
+            {
+                let limit_text = limit_value
+                    .as_str()
+                    .map_or_else(|| limit_value.to_string(), str::to_owned);
+                problems.invalid(
+                    &field,
+                    &value,
+                    &format!("must be less than or equal to {name} limit of {limit_text}"),
+                );
+            }
+        }
+    }
+}
+
+/// A quantity's amount (`500m` is 0.5, `1Gi` 2^30), for comparisons; `None` if it is not one.
+fn quantity(value: &Value) -> Option<f64> {
+    let text = match value {
+        Value::Number(n) => return n.as_f64(),
+        Value::String(text) => text.as_str(),
+        _ => return None,
+    };
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent => 10f64.powi(exponent.strip_prefix(['e', 'E'])?.parse().ok()?),
+    };
+    Some(number * scale)
 }
 
 fn protocol(problems: &mut Problems, field: &str, port: &Value) {
@@ -619,6 +973,105 @@ mod tests {
                 "spec.template.spec.containers".to_owned(),
                 "Required value".to_owned()
             )]
+        );
+    }
+
+    #[test]
+    fn volumes_mounts_probes_and_resources() {
+        let mut bad = deployment(
+            json!({"app": "web"}),
+            json!([{"name": "web", "image": "nginx",
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/web"}, {"name": "missing", "mountPath": "/etc/web"}],
+                "livenessProbe": {"httpGet": {"port": 80}, "exec": {"command": ["true"]}, "successThreshold": 2},
+                "readinessProbe": {"periodSeconds": -1},
+                "resources": {"requests": {"cpu": "2", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}}]),
+        );
+        bad["spec"]["template"]["spec"]["volumes"] = json!([
+            {"name": "config", "configMap": {"name": "web"}},
+            {"name": "config", "emptyDir": {}},
+            {"name": "both", "emptyDir": {}, "secret": {"secretName": "s"}},
+            // kube defaults a volume without a source to an emptyDir.
+            {"name": "none"},
+        ]);
+        let found = problems("deployments", bad, None);
+        let c = "spec.template.spec.containers[0]";
+        let v = "spec.template.spec.volumes";
+        assert_eq!(
+            found,
+            [
+                (format!("{v}[1].name"), "Duplicate value: \"config\"".to_owned()),
+                (
+                    format!("{v}[2].secret"),
+                    "Forbidden: may not specify more than 1 volume type".to_owned()
+                ),
+                (
+                    format!("{c}.volumeMounts[1].name"),
+                    "Not found: \"missing\"".to_owned()
+                ),
+                (
+                    format!("{c}.volumeMounts[1].mountPath"),
+                    "Invalid value: \"/etc/web\": must be unique".to_owned()
+                ),
+                (
+                    format!("{c}.resources.requests[cpu]"),
+                    "Invalid value: \"2\": must be less than or equal to cpu limit of 500m".to_owned()
+                ),
+                (
+                    format!("{c}.livenessProbe.httpGet"),
+                    "Forbidden: may not specify more than 1 handler type".to_owned()
+                ),
+                (
+                    format!("{c}.livenessProbe.successThreshold"),
+                    "Invalid value: 2: must be 1".to_owned()
+                ),
+                (
+                    format!("{c}.readinessProbe"),
+                    "Required value: must specify a handler type".to_owned()
+                ),
+                (
+                    format!("{c}.readinessProbe.periodSeconds"),
+                    "Invalid value: -1: must be greater than or equal to 0".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn update_strategies() {
+        let mut recreate = deployment(json!({"app": "web"}), json!([{"name": "web", "image": "nginx"}]));
+        recreate["spec"]["strategy"] = json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}});
+        assert_eq!(
+            problems("deployments", recreate, None),
+            [(
+                "spec.strategy.rollingUpdate".to_owned(),
+                "Forbidden: may not be specified when strategy `type` is 'Recreate'".to_owned()
+            )]
+        );
+        let mut stuck = deployment(json!({"app": "web"}), json!([{"name": "web", "image": "nginx"}]));
+        stuck["spec"]["strategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}});
+        assert_eq!(
+            problems("deployments", stuck, None),
+            [(
+                "spec.strategy.rollingUpdate.maxUnavailable".to_owned(),
+                "Invalid value: \"0%\": may not be 0 when `maxSurge` is 0".to_owned()
+            )]
+        );
+        let mut unknown = deployment(json!({"app": "web"}), json!([{"name": "web", "image": "nginx"}]));
+        unknown["spec"]["updateStrategy"] = json!({"type": "Sometimes"});
+        assert_eq!(
+            fields_of(&problems("daemonsets", unknown, None)),
+            ["spec.updateStrategy.type"]
+        );
+        let mut claims = deployment(
+            json!({"app": "web"}),
+            json!([{"name": "web", "image": "nginx", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]),
+        );
+        claims["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]);
+        assert_eq!(
+            problems("statefulsets", claims, None),
+            vec![],
+            "claim templates are volumes"
         );
     }
 

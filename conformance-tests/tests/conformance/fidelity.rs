@@ -242,6 +242,17 @@ async fn invalid_objects_are_refused_with_the_field(backend: Backend) {
             "service/bad",
             "The Service \"bad\" is invalid: \n* spec.ports[0].name: Required value\n* spec.ports[1].name: Required value",
         ),
+        (
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: bad}\nspec:\n  selector: {matchLabels: {app: a}}\n  \
+             template:\n    metadata: {labels: {app: a}}\n    spec:\n      containers:\n      - name: c\n        \
+             image: nginx\n        volumeMounts: [{name: data, mountPath: /data}]\n        \
+             resources: {requests: {cpu: '2'}, limits: {cpu: 500m}}\n        livenessProbe: {periodSeconds: 5}\n",
+            "statefulset/bad",
+            "The StatefulSet \"bad\" is invalid: \n* spec.template.spec.containers[0].volumeMounts[0].name: Not found: \
+             \"data\"\n* spec.template.spec.containers[0].resources.requests[cpu]: Invalid value: \"2\": must be less \
+             than or equal to cpu limit of 500m\n* spec.template.spec.containers[0].livenessProbe: Required value: must \
+             specify a handler type",
+        ),
     ];
     for version in VERSIONS {
         for (manifest, what, message) in cases {
