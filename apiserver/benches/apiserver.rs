@@ -56,11 +56,11 @@ impl Drop for Server {
 
 impl Server {
     /// Starts the binary; returns it and the time from spawn to `/readyz` answering 200.
-    async fn start(etcd: Option<&str>) -> Result<(Server, Duration)> {
+    async fn start(binary: &std::path::Path, etcd: Option<&str>) -> Result<(Server, Duration)> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let started = Instant::now();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla-apiserver"));
+        let mut command = Command::new(binary);
         command
             .arg("--data-dir")
             .arg(dir.path())
@@ -284,8 +284,13 @@ async fn watcher(
     }))
 }
 
-async fn measure(etcd: Option<&str>, objects: usize, watchers_n: usize) -> Result<Figures> {
-    let (server, ready) = Server::start(etcd).await?;
+async fn measure(
+    binary: &std::path::Path,
+    etcd: Option<&str>,
+    objects: usize,
+    watchers_n: usize,
+) -> Result<Figures> {
+    let (server, ready) = Server::start(binary, etcd).await?;
     let server = Arc::new(server);
     let mut figures = Figures {
         ready_ms: ready.as_secs_f64() * 1e3,
@@ -504,12 +509,15 @@ async fn main() -> Result<()> {
     let mut objects = 100_000;
     let mut watchers = 1000;
     let mut only_embedded = false;
+    let mut binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_flotilla-apiserver"));
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--objects" => objects = args.next().context("--objects N")?.parse()?,
             "--watchers" => watchers = args.next().context("--watchers N")?.parse()?,
             "--embedded-only" => only_embedded = true,
+            // Another build (the previous version) for a baseline in the same run.
+            "--apiserver" => binary = args.next().context("--apiserver PATH")?.into(),
             "--bench" => {}
             other => bail!("unknown argument {other:?} (try --objects N)"),
         }
@@ -518,12 +526,12 @@ async fn main() -> Result<()> {
     eprintln!("raw etcd…");
     let raw = raw_etcd(&etcd.endpoint()).await?;
     eprintln!("apiserver on the embedded store…");
-    let embedded = measure(None, objects, watchers).await?;
+    let embedded = measure(&binary, None, objects, watchers).await?;
     let on_etcd = if only_embedded {
         Figures::default()
     } else {
         eprintln!("apiserver on etcd…");
-        measure(Some(&etcd.endpoint()), objects, watchers).await?
+        measure(&binary, Some(&etcd.endpoint()), objects, watchers).await?
     };
 
     println!(
