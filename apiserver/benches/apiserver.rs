@@ -324,32 +324,23 @@ async fn measure(
     })
     .await?;
 
-    let s = server.clone();
-    let (gets, latencies) = load(GETS, CONCURRENCY, move |i| {
-        let s = s.clone();
-        async move {
-            let path = format!(
-                "/api/v1/namespaces/bench/configmaps/cm-{:06}",
-                (i * 7919) % CREATES
-            );
-            s.expect(Method::GET, &path, None, StatusCode::OK).await.map(drop)
-        }
-    })
-    .await?;
+    let gets_of = |n: usize, concurrency: usize| {
+        let s = server.clone();
+        load(n, concurrency, move |i| {
+            let s = s.clone();
+            async move {
+                let path = format!(
+                    "/api/v1/namespaces/bench/configmaps/cm-{:06}",
+                    (i * 7919) % CREATES
+                );
+                s.expect(Method::GET, &path, None, StatusCode::OK).await.map(drop)
+            }
+        })
+    };
+    let (gets, latencies) = gets_of(GETS, CONCURRENCY).await?;
     (figures.gets, figures.get_p50, figures.get_p99) =
         (gets, percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-    let s = server.clone();
-    let (_, latencies) = load(SINGLE_GETS, 1, move |i| {
-        let s = s.clone();
-        async move {
-            let path = format!(
-                "/api/v1/namespaces/bench/configmaps/cm-{:06}",
-                (i * 7919) % CREATES
-            );
-            s.expect(Method::GET, &path, None, StatusCode::OK).await.map(drop)
-        }
-    })
-    .await?;
+    let (_, latencies) = gets_of(SINGLE_GETS, 1).await?;
     (figures.single_p50, figures.single_p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
 
     let (mut storage_ms, mut cache_ms) = (Vec::new(), Vec::new());
@@ -452,26 +443,19 @@ async fn raw_etcd(endpoint: &str) -> Result<Raw> {
         }
     })
     .await?;
-    let k = kv.clone();
-    let (gets, latencies) = load(GETS, CONCURRENCY, move |i| {
-        let mut k = k.clone();
-        async move {
-            let key = format!("/raw/configmaps/bench/cm-{:06}", (i * 7919) % CREATES);
-            anyhow::ensure!(!k.get(key, None).await?.kvs().is_empty(), "missing");
-            Ok(())
-        }
-    })
-    .await?;
-    let k = kv.clone();
-    let (_, single) = load(SINGLE_GETS, 1, move |i| {
-        let mut k = k.clone();
-        async move {
-            let key = format!("/raw/configmaps/bench/cm-{:06}", (i * 7919) % CREATES);
-            anyhow::ensure!(!k.get(key, None).await?.kvs().is_empty(), "missing");
-            Ok(())
-        }
-    })
-    .await?;
+    let gets_of = |n: usize, concurrency: usize| {
+        let k = kv.clone();
+        load(n, concurrency, move |i| {
+            let mut k = k.clone();
+            async move {
+                let key = format!("/raw/configmaps/bench/cm-{:06}", (i * 7919) % CREATES);
+                anyhow::ensure!(!k.get(key, None).await?.kvs().is_empty(), "missing");
+                Ok(())
+            }
+        })
+    };
+    let (gets, latencies) = gets_of(GETS, CONCURRENCY).await?;
+    let (_, single) = gets_of(SINGLE_GETS, 1).await?;
     let mut times = Vec::new();
     for _ in 0..10 {
         let started = Instant::now();

@@ -106,12 +106,23 @@ fn spec(object: &mut Object) -> Option<&mut Object> {
     object_at(object, "spec")
 }
 
-/// `spec.template.spec` of a workload, when the template is there.
-fn template_spec(spec: &mut Object) -> Option<&mut Object> {
-    spec.get_mut("template")?
-        .as_object_mut()?
-        .get_mut("spec")?
-        .as_object_mut()
+/// `spec.template` of a workload, when it is there: its pod spec's defaults, and its `creationTimestamp`.
+fn pod_template(spec: &mut Object) {
+    let Some(template) = spec.get_mut("template").and_then(Value::as_object_mut) else {
+        return;
+    };
+    zero_creation_timestamp(template);
+    if let Some(pod) = template.get_mut("spec").and_then(Value::as_object_mut) {
+        pod_spec(pod);
+    }
+}
+
+/// A template's `metadata` is a Go struct in kube, not a pointer, and its zero `creationTimestamp` is written as
+/// `null`: `kubectl get -o yaml` shows `creationTimestamp: null` in every pod template and claim template.
+fn zero_creation_timestamp(template: &mut Object) {
+    if let Some(metadata) = object_at(template, "metadata") {
+        metadata.entry("creationTimestamp").or_insert(Value::Null);
+    }
 }
 
 fn deployment(object: &mut Object) {
@@ -128,17 +139,13 @@ fn deployment(object: &mut Object) {
             or_insert(rolling, "maxSurge", json!("25%"));
         }
     }
-    if let Some(pod) = template_spec(spec) {
-        pod_spec(pod);
-    }
+    pod_template(spec);
 }
 
 fn replica_set(object: &mut Object) {
     let Some(spec) = spec(object) else { return };
     or_insert(spec, "replicas", json!(1));
-    if let Some(pod) = template_spec(spec) {
-        pod_spec(pod);
-    }
+    pod_template(spec);
 }
 
 fn daemon_set(object: &mut Object) {
@@ -153,9 +160,7 @@ fn daemon_set(object: &mut Object) {
             or_insert(rolling, "maxSurge", json!(0));
         }
     }
-    if let Some(pod) = template_spec(spec) {
-        pod_spec(pod);
-    }
+    pod_template(spec);
 }
 
 fn stateful_set(object: &mut Object) {
@@ -176,13 +181,12 @@ fn stateful_set(object: &mut Object) {
         }
     }
     each_object(spec, "volumeClaimTemplates", |claim| {
+        zero_creation_timestamp(claim);
         if let Some(claim_spec) = object_at(claim, "spec") {
             or_insert(claim_spec, "volumeMode", json!("Filesystem"));
         }
     });
-    if let Some(pod) = template_spec(spec) {
-        pod_spec(pod);
-    }
+    pod_template(spec);
 }
 
 fn job(object: &mut Object) {
@@ -205,9 +209,7 @@ fn job(object: &mut Object) {
         "Failed"
     };
     or_insert(spec, "podReplacementPolicy", json!(replacement));
-    if let Some(pod) = template_spec(spec) {
-        pod_spec(pod);
-    }
+    pod_template(spec);
 }
 
 fn service(object: &mut Object) {

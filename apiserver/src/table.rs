@@ -210,8 +210,13 @@ fn containers(object: &Value, field: &str) -> Value {
 }
 
 fn selector(object: &Value) -> Value {
+    labels_at(object, "/spec/selector/matchLabels")
+}
+
+/// The label map at `pointer` as kube prints a selector: `a=1,b=2`, or `<none>`.
+fn labels_at(object: &Value, pointer: &str) -> Value {
     let labels: Vec<String> = object
-        .pointer("/spec/selector/matchLabels")
+        .pointer(pointer)
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
@@ -308,16 +313,7 @@ fn columns(resource: &Resource) -> Vec<Column> {
             }),
             col("Port(s)", "string", 0, service_ports),
             AGE,
-            col("Selector", "string", 1, |o| {
-                let labels: Vec<String> = o
-                    .pointer("/spec/selector")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect();
-                json!(or_none(labels.join(",")))
-            }),
+            col("Selector", "string", 1, |o| labels_at(o, "/spec/selector")),
         ],
         ("", "nodes") => vec![
             NAME,
@@ -403,16 +399,7 @@ fn columns(resource: &Resource) -> Vec<Column> {
             AGE,
             col("Containers", "string", 1, |o| containers(o, "name")),
             col("Images", "string", 1, |o| containers(o, "image")),
-            col("Selector", "string", 1, |o| {
-                let labels: Vec<String> = o
-                    .pointer("/spec/selector")
-                    .and_then(Value::as_object)
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect();
-                json!(or_none(labels.join(",")))
-            }),
+            col("Selector", "string", 1, |o| labels_at(o, "/spec/selector")),
         ],
         ("", "endpoints") => vec![
             NAME,
@@ -518,15 +505,7 @@ fn columns(resource: &Resource) -> Vec<Column> {
                 json!(job_template_containers(o, "image"))
             }),
             col("Selector", "string", 1, |o| {
-                json!(or_none(
-                    o.pointer("/spec/jobTemplate/spec/selector/matchLabels")
-                        .and_then(Value::as_object)
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ))
+                labels_at(o, "/spec/jobTemplate/spec/selector/matchLabels")
             }),
         ],
         ("", "events") => vec![

@@ -500,25 +500,24 @@ fn volumes(problems: &mut Problems, base: &str, pod: &Value) -> BTreeSet<String>
                 }
             }
         }
-        let sources: Vec<&str> = VOLUME_SOURCES
-            .iter()
-            .copied()
-            .filter(|source| is_set(volume, source))
-            .collect();
-        match sources.as_slice() {
-            [] => problems.required(&path, "must specify a volume type"),
-            [_] => {}
-            [_, more @ ..] => {
-                for source in more {
-                    problems.forbidden(
-                        &format!("{path}.{source}"),
-                        "may not specify more than 1 volume type",
-                    );
-                }
-            }
-        }
+        exactly_one(problems, &path, volume, VOLUME_SOURCES, "volume type");
     }
     names
+}
+
+/// Exactly one of `fields` set in `value` (a volume's source, a probe's handler), as kube words it: the first
+/// is kept and each further one is forbidden.
+fn exactly_one(problems: &mut Problems, path: &str, value: &Value, fields: &[&str], what: &str) {
+    let mut set = fields.iter().filter(|field| is_set(value, field));
+    if set.next().is_none() {
+        problems.required(path, &format!("must specify a {what}"));
+    }
+    for field in set {
+        problems.forbidden(
+            &format!("{path}.{field}"),
+            &format!("may not specify more than 1 {what}"),
+        );
+    }
 }
 
 /// A container's volume mounts: each of a volume of the pod, at a path given once.
@@ -558,20 +557,13 @@ fn mounts(problems: &mut Problems, path: &str, container: &Value, volumes: &BTre
 
 /// A probe: exactly one handler, non-negative timings; liveness and startup probes succeed once.
 fn probe(problems: &mut Problems, path: &str, probe: &Value, success_once: bool) {
-    const HANDLERS: &[&str] = &["exec", "httpGet", "tcpSocket", "grpc"];
-    let handlers: Vec<&str> = HANDLERS.iter().copied().filter(|h| is_set(probe, h)).collect();
-    match handlers.as_slice() {
-        [] => problems.required(path, "must specify a handler type"),
-        [_] => {}
-        [_, more @ ..] => {
-            for handler in more {
-                problems.forbidden(
-                    &format!("{path}.{handler}"),
-                    "may not specify more than 1 handler type",
-                );
-            }
-        }
-    }
+    exactly_one(
+        problems,
+        path,
+        probe,
+        &["exec", "httpGet", "tcpSocket", "grpc"],
+        "handler type",
+    );
     for field in [
         "initialDelaySeconds",
         "timeoutSeconds",

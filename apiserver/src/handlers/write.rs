@@ -577,24 +577,44 @@ async fn apply(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
             })
             .collect(),
     };
-    let updated = update_with(ctx, false, |current| {
-        let live = ctx.served(current.clone());
-        let mut new = managed::apply(Some(&live), &config, &writer, force, ctx.resource).map_err(conflict)?;
-        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-            // The apply is no precondition: it applies to whatever is there now.
-            meta.remove("resourceVersion");
+    // As in kube: a resourceVersion in the configuration is a precondition (409 when the object moved on);
+    // without one the apply applies to whatever is there now.
+    let precondition = config
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|rv| !rv.is_empty())
+        .map(str::to_owned);
+    for attempt in 0..2 {
+        let updated = update_with(ctx, false, |current| {
+            let live = ctx.served(current.clone());
+            let mut new =
+                managed::apply(Some(&live), &config, &writer, force, ctx.resource).map_err(conflict)?;
+            if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                match &precondition {
+                    Some(rv) => meta.insert("resourceVersion".to_owned(), json!(rv)),
+                    None => meta.remove("resourceVersion"),
+                };
+            }
+            ctx.stored(new)
+        })
+        .await;
+        match updated {
+            // Nothing there yet: the apply creates it.
+            Err(ApiError::NotFound(_)) if ctx.subresource.is_none() => {
+                let object = managed::apply(None, &config, &writer, force, ctx.resource).map_err(conflict)?;
+                match create_object(ctx, ctx.stored(object)?, false).await {
+                    // Another writer created it meanwhile: apply over theirs, as kube retries.
+                    Err(ApiError::AlreadyExists(_)) if attempt == 0 => continue,
+                    created => return created,
+                }
+            }
+            other => return other,
         }
-        ctx.stored(new)
-    })
-    .await;
-    match updated {
-        // Nothing there yet: the apply creates it.
-        Err(ApiError::NotFound(_)) if ctx.subresource.is_none() => {
-            let object = managed::apply(None, &config, &writer, force, ctx.resource).map_err(conflict)?;
-            create_object(ctx, ctx.stored(object)?, false).await
-        }
-        other => other,
     }
+    Err(ApiError::Conflict {
+        subject: ctx.subject(name),
+        message: "the object is being modified too often; please try again".to_owned(),
+    })
 }
 
 /// `DeleteOptions` from the body (kubectl always sends one) or from the query.

@@ -119,6 +119,11 @@ async fn applied_objects_show_kubes_defaults(backend: Backend) {
             spec["strategy"],
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
         );
+        assert_eq!(
+            spec["template"]["metadata"],
+            json!({"creationTimestamp": null, "labels": {"app": "shop"}}),
+            "kube writes a template's zero timestamp as null"
+        );
         let pod = &spec["template"]["spec"];
         assert_eq!(pod["restartPolicy"], "Always");
         assert_eq!(pod["dnsPolicy"], "ClusterFirst");

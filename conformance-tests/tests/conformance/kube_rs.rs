@@ -132,10 +132,35 @@ async fn kube_rs_discovers_creates_patches_and_watches(backend: Backend) {
         )
         .await
         .unwrap();
+    let current = forced.metadata.resource_version.clone().unwrap();
     assert_eq!(
         forced.data.unwrap().get("owner").map(String::as_str),
         Some("someone-else")
     );
+    // A resourceVersion in the configuration is a precondition.
+    let stale = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "applied-by-kube-rs", "resourceVersion": "1"}, "data": {"owner": "other"}});
+    let refused = api
+        .patch(
+            "applied-by-kube-rs",
+            &PatchParams::apply("other"),
+            &Patch::Apply(&stale),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, kube::Error::Api(ref status) if status.code == 409 && status.message.contains("has been modified")),
+        "{refused:?}"
+    );
+    let fresh = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "applied-by-kube-rs", "resourceVersion": current}, "data": {"owner": "other", "k": "v"}});
+    api.patch(
+        "applied-by-kube-rs",
+        &PatchParams::apply("other"),
+        &Patch::Apply(&fresh),
+    )
+    .await
+    .expect("the current resourceVersion passes");
 
     let saw_patched = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(event) = events.next().await {
