@@ -177,9 +177,52 @@ fn walk(value: &Value, path: &mut Vec<String>, resource: &Resource) -> Fields {
     fields
 }
 
-fn key_element(item: &Value, key: &str) -> Option<String> {
-    let value = item.get(key)?;
-    Some(format!("k:{}", json!({ key: value })))
+/// The keys of an associative list as kube's schemas declare them (`x-kubernetes-list-map-keys`): strategic
+/// merge's key, joined by `protocol` for ports and `whenUnsatisfiable` for spread constraints.
+fn list_keys(merge_key: &'static str) -> &'static [&'static str] {
+    match merge_key {
+        "containerPort" => &["containerPort", "protocol"],
+        "port" => &["port", "protocol"],
+        "topologyKey" => &["topologyKey", "whenUnsatisfiable"],
+        "name" => &["name"],
+        "type" => &["type"],
+        "uid" => &["uid"],
+        "mountPath" => &["mountPath"],
+        "devicePath" => &["devicePath"],
+        "ip" => &["ip"],
+        "clientCIDR" => &["clientCIDR"],
+        _ => &[],
+    }
+}
+
+/// An element's value for `key`, with the default of a key a configuration may leave out (a port's protocol),
+/// as kube fills list-map keys before it merges.
+fn key_value<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
+    match item.get(key) {
+        Some(value) if !value.is_null() => Some(value),
+        _ if key == "protocol" => Some(&DEFAULT_PROTOCOL),
+        _ => None,
+    }
+}
+
+static DEFAULT_PROTOCOL: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!("TCP"));
+
+/// The element's name in `fieldsV1`: `k:{"containerPort":80,"protocol":"TCP"}`.
+fn key_element(item: &Value, merge_key: &'static str) -> Option<String> {
+    let mut key = Map::new();
+    for name in list_keys(merge_key) {
+        key.insert((*name).to_owned(), key_value(item, name)?.clone());
+    }
+    (!key.is_empty()).then(|| format!("k:{}", Value::Object(key)))
+}
+
+/// Whether two elements of an associative list are the same element.
+fn same_element(a: &Value, b: &Value, merge_key: &'static str) -> bool {
+    let keys = list_keys(merge_key);
+    !keys.is_empty()
+        && keys
+            .iter()
+            .all(|k| key_value(a, k).is_some() && key_value(a, k) == key_value(b, k))
 }
 
 /// The value at `path` in `object`, if any.
@@ -204,7 +247,7 @@ fn element_index(items: &[Value], element: &str) -> Option<usize> {
         let wanted: Map<String, Value> = serde_json::from_str(key).ok()?;
         items
             .iter()
-            .position(|item| wanted.iter().all(|(k, v)| item.get(k) == Some(v)))
+            .position(|item| wanted.iter().all(|(k, v)| key_value(item, k) == Some(v)))
     } else {
         let wanted: Value = serde_json::from_str(element.strip_prefix("v:")?).ok()?;
         items.iter().position(|item| *item == wanted)
@@ -267,10 +310,7 @@ fn merge(live: &mut Value, config: &Value, path: &mut Vec<String>, resource: &Re
         (Value::Array(live), Value::Array(config)) => match list_strategy(resource, path) {
             ListStrategy::Merge(key) => {
                 for item in config {
-                    match live
-                        .iter_mut()
-                        .find(|l| l.get(key).is_some() && l.get(key) == item.get(key))
-                    {
+                    match live.iter_mut().find(|l| same_element(l, item, key)) {
                         Some(existing) => merge(existing, item, path, resource),
                         None => live.push(item.clone()),
                     }
@@ -317,6 +357,16 @@ impl Entry {
             subresource: writer.subresource.map(str::to_owned),
             fields,
         }
+    }
+
+    /// An entry as a client may send it: a manager, an `Apply` or `Update` operation, `FieldsV1`.
+    fn parse_valid(value: &Value) -> Option<Entry> {
+        let fields_type = value.get("fieldsType").and_then(Value::as_str);
+        let entry = Entry::parse(value)?;
+        let valid = !entry.manager.is_empty()
+            && matches!(entry.operation.as_str(), "Apply" | "Update")
+            && matches!(fields_type, None | Some("FieldsV1"));
+        valid.then_some(entry)
     }
 
     fn parse(value: &Value) -> Option<Entry> {
@@ -395,10 +445,19 @@ pub struct Writer<'a> {
 /// no longer anyone else's; fields it removed are no longer anyone's. Entries the client sent are ignored unless
 /// it sent an empty list, which clears them (as kube does). Nothing changes when the object did not.
 pub fn track_update(new: &mut Value, old: Option<&Value>, writer: &Writer<'_>, resource: &Resource) {
-    let reset = new
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-        .is_some_and(Vec::is_empty);
+    let sent = new.pointer("/metadata/managedFields").and_then(Value::as_array);
+    // As kube: `[]` or `[{}]` clears the bookkeeping; a list of valid entries other than the stored one (a
+    // client restoring or editing them) replaces it; anything else keeps what was stored.
+    let reset = sent.is_some_and(|sent| {
+        sent.is_empty() || (sent.len() == 1 && sent[0].as_object().is_some_and(Map::is_empty))
+    });
+    let replaced: Option<Vec<Entry>> = sent
+        .filter(|sent| {
+            old.and_then(|o| o.pointer("/metadata/managedFields"))
+                .and_then(Value::as_array)
+                != Some(*sent)
+        })
+        .and_then(|sent| sent.iter().map(Entry::parse_valid).collect());
     let status = writer.subresource == Some("status");
     let after = fields_of(new, resource, status);
     let Some(old) = old.filter(|_| !reset) else {
@@ -406,7 +465,7 @@ pub fn track_update(new: &mut Value, old: Option<&Value>, writer: &Writer<'_>, r
         set_entries(new, vec![Entry::new(writer, "Update", after)]);
         return;
     };
-    let mut entries = entries_of(old);
+    let mut entries = replaced.filter(|_| !reset).unwrap_or_else(|| entries_of(old));
     // A keyed element's own marker changes hands only when the element is new, not when a field in it changes.
     let changed: Vec<Path> = after
         .leaves()
@@ -648,6 +707,34 @@ mod tests {
     }
 
     #[test]
+    fn ports_are_keyed_by_port_and_protocol() {
+        let mut two = config(1, "dns");
+        two["spec"]["template"]["spec"]["containers"][0]["ports"] =
+            json!([{"containerPort": 53}, {"containerPort": 53, "protocol": "UDP"}]);
+        let fields = fields_of(&two, deployments(), false).to_json();
+        let ports =
+            &fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:ports"];
+        let keys: Vec<&String> = ports.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "k:{\"containerPort\":53,\"protocol\":\"TCP\"}",
+                "k:{\"containerPort\":53,\"protocol\":\"UDP\"}"
+            ],
+            "the protocol left out is kube's default"
+        );
+        // Applied again with the UDP port's name added, the two ports stay two.
+        let created = apply_as(None, &two, "alice", false).unwrap();
+        let mut named = two.clone();
+        named["spec"]["template"]["spec"]["containers"][0]["ports"][1]["name"] = json!("dns-udp");
+        let applied = apply_as(Some(&created), &named, "alice", false).unwrap();
+        let ports = &applied["spec"]["template"]["spec"]["containers"][0]["ports"];
+        assert_eq!(ports.as_array().map(Vec::len), Some(2), "{ports}");
+        assert_eq!(ports[1]["name"], "dns-udp");
+        assert!(ports[0].get("name").is_none());
+    }
+
+    #[test]
     fn two_appliers_conflict_on_a_value_and_force_takes_it_over() {
         let created = apply_as(None, &config(2, "nginx"), "alice", false).unwrap();
         assert_eq!(created["spec"]["replicas"], 2);
@@ -731,5 +818,29 @@ mod tests {
         let mut same = scaled.clone();
         track_update(&mut same, Some(&scaled), &writer("other"), deployments());
         assert_eq!(same, scaled);
+    }
+
+    #[test]
+    fn managed_fields_sent_by_a_client_are_taken_as_kube_takes_them() {
+        let created = apply_as(None, &config(2, "nginx"), "alice", false).unwrap();
+        // A valid list of its own replaces the stored one (here: the whole object handed to "restored").
+        let mut restored = created.clone();
+        restored["metadata"]["managedFields"] = json!([{"manager": "restored", "operation": "Update",
+            "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]);
+        track_update(&mut restored, Some(&created), &writer("kubectl"), deployments());
+        let managers: Vec<String> = entries_of(&restored).into_iter().map(|e| e.manager).collect();
+        assert_eq!(managers, ["restored"]);
+        // `[{}]` clears it: the writer alone owns what is set.
+        let mut cleared = created.clone();
+        cleared["metadata"]["managedFields"] = json!([{}]);
+        track_update(&mut cleared, Some(&created), &writer("kubectl"), deployments());
+        let managers: Vec<String> = entries_of(&cleared).into_iter().map(|e| e.manager).collect();
+        assert_eq!(managers, ["kubectl"]);
+        // An invalid list is ignored: the stored entries stay.
+        let mut invalid = created.clone();
+        invalid["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Delete"}]);
+        track_update(&mut invalid, Some(&created), &writer("kubectl"), deployments());
+        let managers: Vec<String> = entries_of(&invalid).into_iter().map(|e| e.manager).collect();
+        assert_eq!(managers, ["alice"]);
     }
 }
