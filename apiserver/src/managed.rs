@@ -179,20 +179,13 @@ fn walk(value: &Value, path: &mut Vec<String>, resource: &Resource) -> Fields {
 
 /// The keys of an associative list as kube's schemas declare them (`x-kubernetes-list-map-keys`): strategic
 /// merge's key, joined by `protocol` for ports and `whenUnsatisfiable` for spread constraints.
-fn list_keys(merge_key: &'static str) -> &'static [&'static str] {
-    match merge_key {
-        "containerPort" => &["containerPort", "protocol"],
-        "port" => &["port", "protocol"],
-        "topologyKey" => &["topologyKey", "whenUnsatisfiable"],
-        "name" => &["name"],
-        "type" => &["type"],
-        "uid" => &["uid"],
-        "mountPath" => &["mountPath"],
-        "devicePath" => &["devicePath"],
-        "ip" => &["ip"],
-        "clientCIDR" => &["clientCIDR"],
-        _ => &[],
-    }
+fn list_keys(merge_key: &'static str) -> impl Iterator<Item = &'static str> {
+    let second = match merge_key {
+        "containerPort" | "port" => Some("protocol"),
+        "topologyKey" => Some("whenUnsatisfiable"),
+        _ => None,
+    };
+    std::iter::once(merge_key).chain(second)
 }
 
 /// An element's value for `key`, with the default of a key a configuration may leave out (a port's protocol),
@@ -211,18 +204,14 @@ static DEFAULT_PROTOCOL: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|
 fn key_element(item: &Value, merge_key: &'static str) -> Option<String> {
     let mut key = Map::new();
     for name in list_keys(merge_key) {
-        key.insert((*name).to_owned(), key_value(item, name)?.clone());
+        key.insert(name.to_owned(), key_value(item, name)?.clone());
     }
-    (!key.is_empty()).then(|| format!("k:{}", Value::Object(key)))
+    Some(format!("k:{}", Value::Object(key)))
 }
 
 /// Whether two elements of an associative list are the same element.
 fn same_element(a: &Value, b: &Value, merge_key: &'static str) -> bool {
-    let keys = list_keys(merge_key);
-    !keys.is_empty()
-        && keys
-            .iter()
-            .all(|k| key_value(a, k).is_some() && key_value(a, k) == key_value(b, k))
+    list_keys(merge_key).all(|k| key_value(a, k).is_some() && key_value(a, k) == key_value(b, k))
 }
 
 /// The value at `path` in `object`, if any.
@@ -442,8 +431,9 @@ pub struct Writer<'a> {
 }
 
 /// Records an update (or a create, with `old` `None`): the fields it set or changed become `writer`'s, and are
-/// no longer anyone else's; fields it removed are no longer anyone's. Entries the client sent are ignored unless
-/// it sent an empty list, which clears them (as kube does). Nothing changes when the object did not.
+/// no longer anyone else's; fields it removed are no longer anyone's. Entries the client sent replace the stored
+/// ones when they differ and are valid, and `[]` or `[{}]` clears them (as kube does). Nothing changes when the
+/// object did not.
 pub fn track_update(new: &mut Value, old: Option<&Value>, writer: &Writer<'_>, resource: &Resource) {
     let sent = new.pointer("/metadata/managedFields").and_then(Value::as_array);
     // As kube: `[]` or `[{}]` clears the bookkeeping; a list of valid entries other than the stored one (a

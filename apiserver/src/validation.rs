@@ -292,7 +292,7 @@ fn strategy(problems: &mut Problems, spec: &Value, resource: &Resource) {
         }
         zero.push(amount == Some(0));
     }
-    // Only Deployments must make progress somehow (kube checks a DaemonSet's maxSurge/maxUnavailable the same way).
+    // A rolling update must be able to make progress (kube checks Deployments and DaemonSets alike).
     if zero == [true, true] {
         problems.invalid(
             &format!("{base}.maxUnavailable"),
