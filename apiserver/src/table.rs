@@ -345,16 +345,7 @@ fn columns(resource: &Resource) -> Vec<Column> {
             col("Images", "string", 1, |o| containers(o, "image")),
             col("Selector", "string", 1, selector),
         ],
-        ("apps", "replicasets") => vec![
-            NAME,
-            col("Desired", "integer", 0, |o| json!(replicas(o))),
-            col("Current", "integer", 0, |o| json!(i(o, "/status/replicas"))),
-            col("Ready", "integer", 0, |o| json!(i(o, "/status/readyReplicas"))),
-            AGE,
-            col("Containers", "string", 1, |o| containers(o, "name")),
-            col("Images", "string", 1, |o| containers(o, "image")),
-            col("Selector", "string", 1, selector),
-        ],
+        ("apps", "replicasets") => replicated(selector),
         // The kinds Flotilla lists but does not federate: always empty, but with kube's columns all the same.
         ("", "pods") => vec![
             NAME,
@@ -391,16 +382,7 @@ fn columns(resource: &Resource) -> Vec<Column> {
             }),
             col("Readiness Gates", "string", 1, |_| json!("<none>")),
         ],
-        ("", "replicationcontrollers") => vec![
-            NAME,
-            col("Desired", "integer", 0, |o| json!(replicas(o))),
-            col("Current", "integer", 0, |o| json!(i(o, "/status/replicas"))),
-            col("Ready", "integer", 0, |o| json!(i(o, "/status/readyReplicas"))),
-            AGE,
-            col("Containers", "string", 1, |o| containers(o, "name")),
-            col("Images", "string", 1, |o| containers(o, "image")),
-            col("Selector", "string", 1, |o| labels_at(o, "/spec/selector")),
-        ],
+        ("", "replicationcontrollers") => replicated(|o| labels_at(o, "/spec/selector")),
         ("", "endpoints") => vec![
             NAME,
             col("Endpoints", "string", 0, |o| {
@@ -762,6 +744,20 @@ fn job_template_containers(object: &Value, field: &str) -> String {
         .map(|c| s(c, &format!("/{field}")))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The columns of a ReplicaSet and a ReplicationController, which differ only in the shape of their selector.
+fn replicated(selector: fn(&Value) -> Value) -> Vec<Column> {
+    vec![
+        NAME,
+        col("Desired", "integer", 0, |o| json!(replicas(o))),
+        col("Current", "integer", 0, |o| json!(i(o, "/status/replicas"))),
+        col("Ready", "integer", 0, |o| json!(i(o, "/status/readyReplicas"))),
+        AGE,
+        col("Containers", "string", 1, |o| containers(o, "name")),
+        col("Images", "string", 1, |o| containers(o, "image")),
+        col("Selector", "string", 1, selector),
+    ]
 }
 
 fn or_default(text: String, default: &str) -> String {

@@ -485,11 +485,7 @@ fn volumes(problems: &mut Problems, base: &str, pod: &Value) -> BTreeSet<String>
     let list = pod.get("volumes").and_then(Value::as_array).into_iter().flatten();
     for (i, volume) in list.enumerate() {
         let path = format!("{base}.volumes[{i}]");
-        match volume
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        {
+        match text(volume, "name") {
             None => problems.required(&format!("{path}.name"), ""),
             Some(name) => {
                 for problem in name_problems(name, true) {
@@ -530,22 +526,14 @@ fn mounts(problems: &mut Problems, path: &str, container: &Value, volumes: &BTre
         .flatten();
     for (i, mount) in list.enumerate() {
         let at = format!("{path}.volumeMounts[{i}]");
-        match mount
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        {
+        match text(mount, "name") {
             None => problems.required(&format!("{at}.name"), ""),
             Some(name) if !volumes.contains(name) => {
                 problems.not_found(&format!("{at}.name"), &mount["name"])
             }
             Some(_) => {}
         }
-        match mount
-            .get("mountPath")
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-        {
+        match text(mount, "mountPath") {
             None => problems.required(&format!("{at}.mountPath"), ""),
             Some(mount_path) if !paths.insert(mount_path.to_owned()) => {
                 problems.invalid(&format!("{at}.mountPath"), &mount["mountPath"], "must be unique");
