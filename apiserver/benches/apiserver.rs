@@ -311,6 +311,7 @@ async fn measure(
             )
             .await?;
     }
+    eprintln!("  creates…");
     let s = server.clone();
     (figures.creates, _) = load(CREATES, CONCURRENCY, move |i| {
         let s = s.clone();
@@ -337,12 +338,14 @@ async fn measure(
             }
         })
     };
+    eprintln!("  GETs…");
     let (gets, latencies) = gets_of(GETS, CONCURRENCY).await?;
     (figures.gets, figures.get_p50, figures.get_p99) =
         (gets, percentile(&latencies, 0.5), percentile(&latencies, 0.99));
     let (_, latencies) = gets_of(SINGLE_GETS, 1).await?;
     (figures.single_p50, figures.single_p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
 
+    eprintln!("  LISTs…");
     let (mut storage_ms, mut cache_ms) = (Vec::new(), Vec::new());
     for _ in 0..10 {
         for (path, times) in [
@@ -430,6 +433,7 @@ async fn raw_etcd(endpoint: &str) -> Result<Figures> {
     let client = etcd_client::Client::connect([endpoint], None).await?;
     let kv = client.kv_client().max_decoding_message_size(256 << 20);
     let epoch = Instant::now();
+    eprintln!("  creates…");
     let k = kv.clone();
     let (creates, _) = load(CREATES, CONCURRENCY, move |i| {
         let mut k = k.clone();
@@ -455,8 +459,10 @@ async fn raw_etcd(endpoint: &str) -> Result<Figures> {
             }
         })
     };
+    eprintln!("  GETs…");
     let (gets, latencies) = gets_of(GETS, CONCURRENCY).await?;
     let (_, single) = gets_of(SINGLE_GETS, 1).await?;
+    eprintln!("  LISTs…");
     let mut times = Vec::new();
     for _ in 0..10 {
         let started = Instant::now();

@@ -10,6 +10,12 @@
 //! has delivered every event up to the revision it reports; their interval is etcd's
 //! `--experimental-watch-progress-notify-interval` (10 minutes unless set; our harness and deploy set 5 s).
 //! etcd 3.4's on-demand `RequestProgress` answer can overtake pending events, so it is not used.
+//!
+//! GETs are linearizable reads, as kube-apiserver's. Those that arrive while other reads are in flight are
+//! gathered into one read-only transaction (up to etcd's default `--max-txn-ops` of 128 keys): etcd answers it
+//! with one linearizable read at one revision, so each GET still sees every write that completed before it
+//! arrived, for one request's overhead instead of many. A failed batch is retried key by key, so each caller
+//! gets its own error.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,7 +26,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, Txn, TxnOp,
     TxnOpResponse, WatchClient, WatchOptions,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
@@ -95,7 +101,20 @@ impl EtcdConfig {
 pub struct EtcdStore {
     kv: KvClient,
     watch: WatchClient,
+    reads: mpsc::UnboundedSender<Read>,
 }
+
+/// A GET waiting for its batch.
+struct Read {
+    key: String,
+    reply: oneshot::Sender<Result<KeyValue>>,
+}
+
+/// Keys in one read transaction: etcd's default `--max-txn-ops`.
+const READS_PER_BATCH: usize = 128;
+/// Read batches in flight at once. GETs arriving meanwhile queue for the next batch, so under load a batch holds
+/// every GET that arrived during the previous round trip.
+const READ_BATCHES_IN_FLIGHT: usize = 1;
 
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -223,15 +242,90 @@ impl EtcdStore {
         let client = Client::connect(&config.endpoints, Some(options))
             .await
             .map_err(|err| etcd_error(err, Op::key("")))?;
+        let kv = client
+            .kv_client()
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(config.max_message_bytes);
+        let (reads, queue) = mpsc::unbounded_channel();
+        tokio::spawn(gather_reads(kv.clone(), queue));
         Ok(EtcdStore {
-            kv: client
-                .kv_client()
-                .max_decoding_message_size(config.max_message_bytes)
-                .max_encoding_message_size(config.max_message_bytes),
+            kv,
             watch: client
                 .watch_client()
                 .max_decoding_message_size(config.max_message_bytes),
+            reads,
         })
+    }
+}
+
+/// Sends queued GETs to etcd in batches until every clone of the store is gone.
+async fn gather_reads(kv: KvClient, mut queue: mpsc::UnboundedReceiver<Read>) {
+    let in_flight = std::sync::Arc::new(Semaphore::new(READ_BATCHES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < READS_PER_BATCH {
+            match queue.try_recv() {
+                Ok(read) => batch.push(read),
+                Err(_) => break,
+            }
+        }
+        let kv = kv.clone();
+        tokio::spawn(async move {
+            read_batch(kv, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn read_batch(mut kv: KvClient, mut batch: Vec<Read>) {
+    if batch.len() == 1 {
+        let read = batch.pop().expect("one read");
+        let _ = read.reply.send(get_one(kv, &read.key).await);
+        return;
+    }
+    let txn = Txn::new().and_then(
+        batch
+            .iter()
+            .map(|read| TxnOp::get(read.key.as_str(), None))
+            .collect::<Vec<_>>(),
+    );
+    match kv.txn(txn).await {
+        Ok(response) => {
+            for (read, response) in batch.into_iter().zip(response.op_responses()) {
+                let result = match response {
+                    TxnOpResponse::Get(mut get) => match get.take_kvs().pop() {
+                        Some(kv) => owned_key_value(kv),
+                        None => Err(Error::NotFound { key: read.key }),
+                    },
+                    _ => Err(Error::internal("etcd answered a read with a write")),
+                };
+                let _ = read.reply.send(result);
+            }
+        }
+        Err(_) => {
+            // Each caller gets its own error (or its value, if the failure was passing).
+            futures::future::join_all(batch.into_iter().map(|read| {
+                let kv = kv.clone();
+                async move {
+                    let _ = read.reply.send(get_one(kv, &read.key).await);
+                }
+            }))
+            .await;
+        }
+    }
+}
+
+async fn get_one(mut kv: KvClient, key: &str) -> Result<KeyValue> {
+    let mut response = kv
+        .get(key, None)
+        .await
+        .map_err(|err| etcd_error(err, Op::key(key)))?;
+    match response.take_kvs().pop() {
+        Some(kv) => owned_key_value(kv),
+        None => Err(Error::NotFound { key: key.to_owned() }),
     }
 }
 
@@ -259,16 +353,17 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str) -> Result<KeyValue> {
-        let mut response = self
-            .kv
-            .clone()
-            .get(key, None)
-            .await
-            .map_err(|err| etcd_error(err, Op::key(key)))?;
-        match response.take_kvs().pop() {
-            Some(kv) => owned_key_value(kv),
-            None => Err(Error::NotFound { key: key.to_owned() }),
+        let (reply, answer) = oneshot::channel();
+        let read = Read {
+            key: key.to_owned(),
+            reply,
+        };
+        if self.reads.send(read).is_err() {
+            return get_one(self.kv.clone(), key).await;
         }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Error::internal("the etcd read batcher stopped")))
     }
 
     async fn list(&self, prefix: &str, options: &ListOptions) -> Result<ListResult> {

@@ -60,6 +60,15 @@ async fn watch_resumes_after_an_etcd_restart_losing_nothing() {
         matches!(err, Error::Unavailable { .. }),
         "a call while etcd is down is Unavailable: {err:?}"
     );
+    let store = &store;
+    let reads = (0..8).map(|i| async move { store.get(&format!("/t/before-{i:03}")).await });
+    for result in futures::future::join_all(reads).await {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, Error::Unavailable { .. }),
+            "a GET while etcd is down: {err:?}"
+        );
+    }
 
     let etcd = tokio::task::spawn_blocking(move || {
         etcd.start_again().expect("restart etcd");

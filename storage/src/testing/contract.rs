@@ -38,6 +38,7 @@ macro_rules! store_contract_tests {
             recreate_after_delete_starts_a_new_life,
             guaranteed_update_skips_unchanged_values,
             concurrent_cas_increments_lose_no_update,
+            concurrent_gets_each_see_their_key_and_every_completed_write,
             watch_sees_10000_writes_in_order_without_gaps,
             watch_from_a_past_revision_replays_history,
             watch_only_sees_its_prefix,
@@ -245,6 +246,60 @@ pub async fn concurrent_cas_increments_lose_no_update<S: Store>(store: &S) {
     futures::future::join_all(increments).await;
     let counter = store.get("/t/counter").await.unwrap();
     assert_eq!(counter.value, Bytes::from((TASKS * INCREMENTS).to_string()));
+}
+
+/// Many GETs at once (etcd gathers them into shared read transactions): each answers for its own key, a
+/// missing key is `NotFound`, and a GET made after a write completed sees that write.
+pub async fn concurrent_gets_each_see_their_key_and_every_completed_write<S: Store>(store: &S) {
+    const KEYS: usize = 300;
+    for i in (0..KEYS).step_by(2) {
+        store
+            .create(&format!("/t/k{i:03}"), bytes(&format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    let reads = (0..KEYS * 3).map(|n| async move {
+        let i = n % KEYS;
+        let key = format!("/t/k{i:03}");
+        match store.get(&key).await {
+            Ok(kv) => {
+                assert_eq!(i % 2, 0, "{key} was never written");
+                assert_eq!(
+                    (kv.key.as_str(), kv.value),
+                    (key.as_str(), bytes(&format!("v{i}")))
+                );
+            }
+            Err(Error::NotFound { key: missing }) => {
+                assert_eq!(i % 2, 1, "{key} exists");
+                assert_eq!(missing, key);
+            }
+            Err(err) => panic!("{err:?}"),
+        }
+    });
+    futures::future::join_all(reads).await;
+    let writes = (0..64).map(|i| async move {
+        let key = format!("/t/rw{i:02}");
+        for round in 0..10 {
+            let value = bytes(&format!("{i}-{round}"));
+            match round {
+                0 => store.create(&key, value.clone()).await.map(drop).unwrap(),
+                _ => {
+                    let current = store.get(&key).await.unwrap();
+                    store
+                        .update(&key, value.clone(), current.mod_revision)
+                        .await
+                        .map(drop)
+                        .unwrap();
+                }
+            }
+            assert_eq!(
+                store.get(&key).await.unwrap().value,
+                value,
+                "{key} reads its own write"
+            );
+        }
+    });
+    futures::future::join_all(writes).await;
 }
 
 pub async fn watch_sees_10000_writes_in_order_without_gaps<S: Store>(store: &S) {
