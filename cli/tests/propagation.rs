@@ -6,7 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::Federation;
+use flotilla_api::federation::MANAGED_LABEL;
 use flotilla_conformance_tests::eventually;
+use flotilla_controller_manager::orphans::RECORD_LABEL;
 use flotilla_controller_manager::planner::{self, Preferences};
 
 const MEMBERS: &[(&str, &str)] = &[("m1", "region=eu"), ("m2", "region=us"), ("m3", "region=eu")];
@@ -607,14 +609,31 @@ async fn cluster_selectors_place_and_relabelling_moves() {
     .await;
 }
 
+/// A member that dies keeps its copies; its replicas run elsewhere meanwhile and come back with it. Deletions
+/// made while it is away do not wait for it, and happen when it is back: a cascading one deletes its copy, an
+/// orphaning one leaves the copy there, released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_members_replicas_move_and_come_back() {
     let mut federation = Federation::start(MEMBERS).await;
     let annotations = r#"{federation.kubernetes.io/deployment-preferences: '{"rebalance": true, "clusters": {"*": {"weight": 1}}}'}"#;
     federation.apply(&deployment("web", 6, annotations)).await.ok();
-    eventually("2/2/2", || async {
+    federation
+        .apply(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deleted-while-away}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {name: orphaned-while-away}\n",
+        )
+        .await
+        .ok();
+    eventually("2/2/2 and the ConfigMaps in m2", || async {
         (federation.replicas("deployment/web", "/spec/replicas").await == vec![Some(2), Some(2), Some(2)])
-            .then_some(())
+            .then_some(())?;
+        federation
+            .member_object("m2", &["configmap/deleted-while-away"])
+            .await?;
+        federation
+            .member_object("m2", &["configmap/orphaned-while-away"])
+            .await?;
+        Some(())
     })
     .await;
     let dir = federation.path().to_owned();
@@ -630,10 +649,70 @@ async fn a_dead_members_replicas_move_and_come_back() {
         .kubectl(&["rollout", "status", "deployment/web", "--timeout=30s"])
         .await
         .ok();
+    // m2 is away: neither deletion waits for it (kubectl waits for the object to be gone).
+    federation
+        .kubectl(&["delete", "configmap", "deleted-while-away", "--timeout=20s"])
+        .await
+        .ok();
+    federation
+        .kubectl(&[
+            "delete",
+            "configmap",
+            "orphaned-while-away",
+            "--cascade=orphan",
+            "--timeout=20s",
+        ])
+        .await
+        .ok();
+    assert!(
+        federation
+            .member_object("m1", &["configmap/deleted-while-away"])
+            .await
+            .is_none()
+    );
+    let released = federation
+        .member_object("m1", &["configmap/orphaned-while-away"])
+        .await;
+    assert!(
+        released.as_ref().unwrap()["metadata"]["labels"][MANAGED_LABEL].is_null(),
+        "{released:?}"
+    );
     federation.members[1].restart(&dir).await;
     eventually("2/2/2 again", || async {
         (federation.replicas("deployment/web", "/spec/replicas").await == vec![Some(2), Some(2), Some(2)])
             .then_some(())
+    })
+    .await;
+    eventually("m2's copies deleted and released", || async {
+        if federation
+            .member_object("m2", &["configmap/deleted-while-away"])
+            .await
+            .is_some()
+        {
+            return None;
+        }
+        let kept = federation
+            .member_object("m2", &["configmap/orphaned-while-away"])
+            .await?;
+        kept["metadata"]["labels"][MANAGED_LABEL].is_null().then_some(())
+    })
+    .await;
+    // Nothing is left to remember.
+    eventually("the orphan record dropped", || async {
+        let out = federation
+            .kubectl(&[
+                "get",
+                "configmaps",
+                "-n",
+                "federation-system",
+                "-l",
+                &format!("{RECORD_LABEL}=true"),
+                "-o",
+                "name",
+            ])
+            .await
+            .ok();
+        out.stdout.trim().is_empty().then_some(())
     })
     .await;
 }

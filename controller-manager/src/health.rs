@@ -8,7 +8,7 @@
 //! and otherwise every few periods to refresh `lastProbeTime` (not on every probe: each write wakes every
 //! watcher of Clusters).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,13 +146,10 @@ pub async fn run(federation: Client, members: Arc<Members>, reader: Store<Cluste
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tick.tick().await;
-        let names: BTreeSet<String> = reader
-            .state()
-            .iter()
-            .filter_map(|c| c.metadata.name.clone())
-            .collect();
+        let state = reader.state();
+        let names: HashSet<&str> = state.iter().filter_map(|c| c.metadata.name.as_deref()).collect();
         loops.retain(|name, task| {
-            let keep = names.contains(name) && !task.is_finished();
+            let keep = names.contains(name.as_str()) && !task.is_finished();
             if !keep {
                 task.abort();
                 members.forget(name);
@@ -160,15 +157,16 @@ pub async fn run(federation: Client, members: Arc<Members>, reader: Store<Cluste
             keep
         });
         for name in names {
-            loops.entry(name.clone()).or_insert_with(|| {
-                tokio::spawn(probe_loop(
-                    name,
+            if !loops.contains_key(name) {
+                let probes = probe_loop(
+                    name.to_owned(),
                     reader.clone(),
                     clusters.clone(),
                     members.clone(),
                     options,
-                ))
-            });
+                );
+                loops.insert(name.to_owned(), tokio::spawn(probes));
+            }
         }
     }
 }
@@ -181,6 +179,9 @@ async fn probe_loop(
     options: HealthOptions,
 ) {
     let mut failures = 0u32;
+    // When the member's zones and region were last read: its nodes are listed when it turns Ready and then once
+    // per status refresh, not on every probe (a member's node list can be megabytes).
+    let mut topology_read: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(options.period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -202,8 +203,14 @@ async fn probe_loop(
             continue;
         };
         let previous = cluster.status.as_ref();
+        let refresh = options.period * REFRESH_PERIODS;
+        let was_ready = previous
+            .and_then(|p| p.conditions.first())
+            .is_some_and(|c| c.status == "True");
+        let read_topology = !was_ready || topology_read.is_none_or(|at| at.elapsed() >= refresh);
         let (zones, region) = match (&probe, client) {
-            (Probe::Ok, Some(client)) => {
+            (Probe::Ok, Some(client)) if read_topology => {
+                topology_read = Some(tokio::time::Instant::now());
                 topology(&client, options.probe_timeout).await.unwrap_or_else(|| {
                     (
                         previous.map(|p| p.zones.clone()).unwrap_or_default(),
@@ -216,7 +223,6 @@ async fn probe_loop(
                 previous.and_then(|p| p.region.clone()),
             ),
         };
-        let refresh = options.period * REFRESH_PERIODS;
         let Some(status) = next_status(
             previous,
             conditions,

@@ -6,7 +6,8 @@
 //!   [`placement`] reads cluster selectors, [`jobs`] and [`hpa`] split Jobs and autoscalers), aggregates
 //!   status back and deletes in cascade.
 //! - [`copies`] is how member copies are cached (compact JSON).
-//! - [`members`] builds member clients from their credential Secrets; [`events`] and [`metrics`] report.
+//! - [`members`] builds member clients from their credential Secrets; [`orphans`] remembers copies to release
+//!   in members that were away when their object was orphaned; [`events`] and [`metrics`] report.
 
 pub mod adapters;
 pub mod copies;
@@ -17,6 +18,7 @@ pub mod jobs;
 pub mod leader;
 pub mod members;
 pub mod metrics;
+pub mod orphans;
 pub mod placement;
 pub mod planner;
 pub mod sync;

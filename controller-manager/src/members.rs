@@ -140,6 +140,20 @@ impl Members {
         )
     }
 
+    /// A digest of every credential Secret's name and resourceVersion: it changes whenever one does.
+    pub fn credentials_digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let secrets = self.secrets.state();
+        let mut versions: Vec<(Option<&str>, Option<&str>)> = secrets
+            .iter()
+            .map(|s| (s.metadata.name.as_deref(), s.metadata.resource_version.as_deref()))
+            .collect();
+        versions.sort_unstable();
+        versions.hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// Forgets the client of a cluster that is gone.
     pub fn forget(&self, cluster: &str) {
         self.cache.lock().expect("not poisoned").remove(cluster);

@@ -29,6 +29,7 @@ use crate::copies::{CopyType, MemberCopy};
 use crate::events;
 use crate::members::Members;
 use crate::metrics::Metrics;
+use crate::orphans::{Identity, Orphans};
 use crate::placement::ClusterSelector;
 
 /// Annotation on a federation object that lets Flotilla take over member objects it did not create.
@@ -135,6 +136,8 @@ pub struct Fleet {
     failures: std::sync::Mutex<std::collections::HashMap<(usize, String), u32>>,
     /// Ready members no client could be built for (their credentials are broken): planned without.
     unreachable: RwLock<BTreeSet<String>>,
+    /// Copies to release rather than delete when their member is back: their object was orphaned meanwhile.
+    orphans: Orphans,
     triggers: Vec<mpsc::UnboundedSender<ObjectRef<DynamicObject>>>,
     resync_all: Vec<mpsc::UnboundedSender<()>>,
     federation_stores: OnceLock<Vec<Store<DynamicObject>>>,
@@ -219,6 +222,7 @@ pub async fn run(
         reconciled: std::sync::Mutex::new(std::collections::HashMap::new()),
         failures: std::sync::Mutex::new(std::collections::HashMap::new()),
         unreachable: RwLock::new(BTreeSet::new()),
+        orphans: Orphans::start(federation.clone()).await,
         triggers,
         resync_all,
         federation_stores: OnceLock::new(),
@@ -292,16 +296,48 @@ fn error_policy(object: Arc<DynamicObject>, error: &SyncError, context: Arc<(Arc
     Action::requeue(delay)
 }
 
+/// Rounds of [`maintain`] (250 ms each) between two periodic sweeps: a minute.
+const SWEEP_ROUNDS: u64 = 240;
+
 /// Keeps one cache per Ready member, re-queues everything when the set of Ready members or their labels
 /// change, and deletes copies whose federation object is gone (deleted while their member was away).
+///
+/// It looks every 250 ms, but does the work only when something it depends on moved: a Cluster's readiness,
+/// labels, server or credentials, or a credential Secret, changed; a type came into use; a member cache is
+/// still syncing or a Ready member has no client yet. Otherwise a round costs a digest of the Clusters and
+/// Secrets; the backlog metric is counted every 2 s. Copies whose federation object is gone are swept when a
+/// member cache comes into view (a member back from away) and otherwise once a minute, as a backstop: it
+/// walks every member's every copy.
 async fn maintain(fleet: Arc<Fleet>) {
     let mut last_view: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut last_digest: Option<u64> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut rounds: u64 = 0;
     loop {
         tick.tick().await;
         rounds += 1;
+        if rounds.is_multiple_of(8) {
+            count_backlog(&fleet);
+        }
         let clusters: Vec<Arc<Cluster>> = fleet.clusters.state();
+        let digest = fleet_digest(&clusters, &fleet.members);
+        let mut started = activate_types(&fleet);
+        let settling = !fleet.unreachable.read().expect("not poisoned").is_empty()
+            || fleet
+                .caches
+                .read()
+                .expect("not poisoned")
+                .values()
+                .any(|cache| !cache.in_view);
+        if last_digest == Some(digest) && !started && !settling {
+            if rounds.is_multiple_of(SWEEP_ROUNDS) {
+                forget_deleted(&fleet);
+                sweep(&fleet).await;
+                prune_orphans(&fleet, &clusters).await;
+            }
+            continue;
+        }
+        last_digest = Some(digest);
         fleet.metrics.cluster_ready.clear();
         for cluster in &clusters {
             let name = cluster.metadata.name.clone().unwrap_or_default();
@@ -311,24 +347,11 @@ async fn maintain(fleet: Arc<Fleet>) {
                 .get_or_create(&vec![("cluster".to_owned(), name)])
                 .set(i64::from(cluster.is_ready()));
         }
-        if let Some(stores) = fleet.federation_stores.get() {
-            let reconciled = fleet.reconciled.lock().expect("not poisoned");
-            let backlog = stores
-                .iter()
-                .enumerate()
-                .flat_map(|(index, store)| store.state().into_iter().map(move |o| (index, o)))
-                .filter(|(index, object)| {
-                    reconciled.get(&(*index, object_key(object))) != object.metadata.resource_version.as_ref()
-                })
-                .count();
-            fleet.metrics.queue_depth.set(backlog as i64);
-        }
         let ready: BTreeMap<String, Arc<Cluster>> = clusters
             .into_iter()
             .filter(|c| c.is_ready())
             .filter_map(|c| Some((c.metadata.name.clone()?, c)))
             .collect();
-        let mut started = activate_types(&fleet);
         {
             let mut caches = fleet.caches.write().expect("not poisoned");
             caches.retain(|name, cache| {
@@ -371,7 +394,11 @@ async fn maintain(fleet: Arc<Fleet>) {
         let view: BTreeMap<String, BTreeMap<String, String>> = {
             let mut caches = fleet.caches.write().expect("not poisoned");
             for cache in caches.values_mut() {
-                cache.in_view = cache.in_view || cache.types.iter().flatten().all(TypeCache::synced);
+                if !cache.in_view && cache.types.iter().flatten().all(TypeCache::synced) {
+                    cache.in_view = true;
+                    // A member back from away: what was deleted meanwhile goes now, not at the next minute.
+                    started = true;
+                }
             }
             caches
                 .iter()
@@ -387,11 +414,60 @@ async fn maintain(fleet: Arc<Fleet>) {
             }
             last_view = view;
         }
-        if started || rounds.is_multiple_of(40) {
+        if started || rounds.is_multiple_of(SWEEP_ROUNDS) {
             forget_deleted(&fleet);
             sweep(&fleet).await;
+            prune_orphans(&fleet, &fleet.clusters.state()).await;
         }
     }
+}
+
+/// Forgets, in the records of orphaned objects, the members that left the federation.
+async fn prune_orphans(fleet: &Fleet, clusters: &[Arc<Cluster>]) {
+    let joined: BTreeSet<String> = clusters.iter().filter_map(|c| c.metadata.name.clone()).collect();
+    if let Err(err) = fleet.orphans.prune(&joined).await {
+        tracing::warn!(error = %err, "cannot update the records of orphaned objects");
+    }
+}
+
+/// The federation objects not yet reconciled at their current resourceVersion, as the queue depth metric.
+fn count_backlog(fleet: &Fleet) {
+    let Some(stores) = fleet.federation_stores.get() else {
+        return;
+    };
+    let reconciled = fleet.reconciled.lock().expect("not poisoned");
+    let backlog = stores
+        .iter()
+        .enumerate()
+        .flat_map(|(index, store)| store.state().into_iter().map(move |o| (index, o)))
+        .filter(|(index, object)| {
+            reconciled.get(&(*index, object_key(object))) != object.metadata.resource_version.as_ref()
+        })
+        .count();
+    fleet.metrics.queue_depth.set(backlog as i64);
+}
+
+/// A digest of what the member set depends on: each Cluster's name, readiness, labels, server and credentials
+/// (not its whole status, whose probe times move every few periods), and the credential Secrets' versions.
+fn fleet_digest(clusters: &[Arc<Cluster>], members: &Members) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut sorted: Vec<&Cluster> = clusters.iter().map(AsRef::as_ref).collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    for cluster in sorted {
+        cluster.metadata.name.hash(&mut hasher);
+        cluster.is_ready().hash(&mut hasher);
+        cluster.metadata.labels.hash(&mut hasher);
+        cluster.server_address().hash(&mut hasher);
+        cluster
+            .spec
+            .secret_ref
+            .as_ref()
+            .map(|r| &r.name)
+            .hash(&mut hasher);
+    }
+    members.credentials_digest().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Drops the bookkeeping of federation objects that no longer exist.
@@ -515,21 +591,32 @@ async fn sweep(fleet: &Arc<Fleet>) {
     {
         let caches = fleet.caches.read().expect("not poisoned");
         for (cluster, cache) in caches.iter() {
-            for (index, adapter) in fleet.adapters.iter().enumerate() {
-                let Some(copies) = cache.types[index].as_ref().filter(|t| t.synced()) else {
+            for (index, (types, federated)) in cache.types.iter().zip(federation_stores).enumerate() {
+                let Some(copies) = types.as_ref().filter(|t| t.synced()) else {
                     continue;
                 };
-                let federated = &federation_stores[index];
                 if federated.wait_until_ready().now_or_never().is_none() {
                     continue;
                 }
+                // Looked up by borrowed (namespace, name): a member holds a copy of every object, so this walks
+                // members × objects copies each time.
+                let objects = federated.state();
+                let existing: std::collections::HashSet<(Option<&str>, &str)> = objects
+                    .iter()
+                    .map(|o| {
+                        (
+                            o.metadata.namespace.as_deref(),
+                            o.metadata.name.as_deref().unwrap_or(""),
+                        )
+                    })
+                    .collect();
                 for copy in copies.store.state() {
                     if copy.deleting() {
                         continue;
                     }
-                    let reference =
-                        object_ref(adapter.resource(), copy.namespace().as_deref(), &copy.name_any());
-                    if federated.get(&reference).is_none() {
+                    let meta = kube::Resource::meta(copy.as_ref());
+                    let key = (meta.namespace.as_deref(), meta.name.as_deref().unwrap_or(""));
+                    if !existing.contains(&key) {
                         deletions.push((
                             cluster.clone(),
                             cache.client.clone(),
@@ -613,12 +700,39 @@ async fn delete_orphans(fleet: &Arc<Fleet>, deletions: Vec<(String, Client, usiz
         if !still_ours {
             continue;
         }
+        let identity = Identity::new(adapter.resource(), copy.namespace().as_deref(), &copy.name_any());
+        if fleet.orphans.pending(&identity, &cluster) {
+            tracing::info!(%cluster, kind = %adapter.resource().kind, object = %copy.name_any(), "releasing a copy whose federation object was orphaned while its member was away");
+            match tokio::time::timeout(timeout, release(&api, &copy)).await {
+                Ok(Ok(())) => {
+                    if let Err(err) = fleet.orphans.released(&identity, &cluster).await {
+                        tracing::warn!(%cluster, error = %err, "cannot update the record of an orphaned object");
+                    }
+                }
+                Ok(Err(err)) => tracing::warn!(%cluster, error = %err, "cannot release an orphaned copy"),
+                Err(_) => tracing::warn!(%cluster, "no answer releasing an orphaned copy"),
+            }
+            continue;
+        }
         tracing::info!(%cluster, kind = %adapter.resource().kind, object = %copy.name_any(), "deleting a copy whose federation object is gone");
         let _ = tokio::time::timeout(
             fleet.options.member_timeout,
             api.delete(&copy.name_any(), &delete_exactly(&copy)),
         )
         .await;
+    }
+}
+
+/// Releases a copy: it stays in its member, no longer Flotilla's (an orphaning deletion).
+async fn release(api: &Api<DynamicObject>, live: &DynamicObject) -> Result<(), kube::Error> {
+    let patch =
+        json!({"metadata": {"labels": {MANAGED_LABEL: null}, "resourceVersion": live.resource_version()}});
+    match api
+        .patch(&live.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other.map(drop),
     }
 }
 
@@ -783,6 +897,11 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
     if object.metadata.deletion_timestamp.is_some() {
         return delete(fleet, adapter, object, &federation_api, &ready).await;
     }
+    // An object orphaned earlier under this name: the copies it left are this one's now.
+    fleet
+        .orphans
+        .forget(&Identity::new(adapter.resource(), namespace.as_deref(), &name))
+        .await?;
     if !finalizers.iter().any(|f| f == DELETE_FROM_MEMBERS_FINALIZER) {
         let mut with = finalizers.clone();
         with.push(DELETE_FROM_MEMBERS_FINALIZER.to_owned());
@@ -1111,7 +1230,8 @@ async fn set_finalizers(
 
 /// Cascading deletion: with `orphan` (`--cascade=orphan`) the member copies are released (no longer
 /// Flotilla's) and stay; otherwise they are deleted from every Ready member before the finalizer goes. A
-/// member that is away is not waited for: its copies are swept when it returns.
+/// member that is away is not waited for: its copies are swept when it returns, and released instead when the
+/// deletion orphaned them (the [`Orphans`] records say so).
 async fn delete(
     fleet: &Arc<Fleet>,
     adapter: &dyn Adapter,
@@ -1151,10 +1271,7 @@ async fn delete(
             continue;
         };
         let result = if orphan {
-            let release = json!({"metadata": {"labels": {MANAGED_LABEL: null}, "resourceVersion": live.resource_version()}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&release))
-                .await
-                .map(drop)
+            release(&api, &live).await
         } else {
             pending.insert(member.name.clone());
             api.delete(&name, &delete_exactly(&live)).await.map(drop)
@@ -1185,6 +1302,19 @@ async fn delete(
         .await;
         // Come back once the member caches show the copies gone.
         return Ok(Action::requeue(Duration::from_millis(300)));
+    }
+    if orphan {
+        // Members away now release their copies when they are back, not delete them.
+        let here: BTreeSet<&str> = ready.iter().map(|m| m.name.as_str()).collect();
+        let away: BTreeSet<String> = fleet
+            .clusters
+            .state()
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .filter(|c| !here.contains(c.as_str()))
+            .collect();
+        let identity = Identity::new(adapter.resource(), namespace.as_deref(), &name);
+        fleet.orphans.remember(&identity, &away).await?;
     }
     let remaining: Vec<String> = finalizers
         .into_iter()
