@@ -258,6 +258,22 @@ async fn invalid_objects_are_refused_with_the_field(backend: Backend) {
              than or equal to cpu limit of 500m\n* spec.template.spec.containers[0].livenessProbe: Required value: must \
              specify a handler type",
         ),
+        (
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: bad}\nspec:\n  selector: {matchLabels: {app: a}}\n  \
+             template:\n    metadata: {labels: {app: a}}\n    spec:\n      \
+             tolerations: [{key: gpu, operator: Bogus}]\n      \
+             topologySpreadConstraints: [{maxSkew: 0, topologyKey: zone, whenUnsatisfiable: DoNotSchedule}]\n      \
+             containers:\n      - name: c\n        image: nginx\n        \
+             env: [{name: A, valueFrom: {configMapKeyRef: {name: c, key: k}, secretKeyRef: {name: s, key: k}}}]\n        \
+             securityContext: {runAsUser: -1}\n",
+            "daemonset/bad",
+            "The DaemonSet \"bad\" is invalid: \n* spec.template.spec.containers[0].env[0].valueFrom: Invalid value: \"\": \
+             may not have more than one field specified at a time\n* \
+             spec.template.spec.containers[0].securityContext.runAsUser: Invalid value: -1: must be between 0 and \
+             2147483647, inclusive\n* spec.template.spec.topologySpreadConstraints[0].maxSkew: Invalid value: 0: must \
+             be greater than zero\n* spec.template.spec.tolerations[0].operator: Unsupported value: \"Bogus\": \
+             supported values: \"Equal\", \"Exists\"",
+        ),
     ];
     for version in VERSIONS {
         for (manifest, what, message) in cases {

@@ -2,7 +2,8 @@
 //! [`Cause`] per problem, with kube's field paths and wording (values are shown as JSON where kube prints a Go
 //! value). The rules kept are those users meet: names, required fields, selectors that must match their
 //! template, immutable fields, port ranges, supported values, update strategies, volumes and their mounts,
-//! probes, resource requests against limits, HPA bounds and Ingress paths.
+//! probes, resource requests against limits, environment variables, security contexts, affinity, tolerations,
+//! topology spread constraints, HPA bounds and Ingress paths.
 
 use std::collections::BTreeSet;
 
@@ -11,6 +12,12 @@ use serde_json::{Map, Value};
 use crate::object::name_problems;
 use crate::status::Cause;
 use flotilla_api::resources::Resource;
+
+mod names;
+mod pod;
+
+use names::{config_key_problems, qualified_name_problems};
+use pod::pod_template;
 
 /// The problems of `object` (an object of `resource` in its storage version); `old` is the stored object on update.
 pub fn validate(object: &Value, old: Option<&Value>, resource: &Resource) -> Vec<Cause> {
@@ -123,7 +130,57 @@ impl Problems {
             self.invalid(field, value, "must be between 1 and 65535, inclusive");
         }
     }
+
+    fn too_long(&mut self, field: &str, max: usize) {
+        self.0.push(Cause {
+            kind: "FieldValueTooLong",
+            field: field.to_owned(),
+            message: format!("Too long: may not be more than {max} bytes"),
+        });
+    }
+
+    /// An optional enumerated field: absent, or one of `supported`.
+    fn one_of(&mut self, field: &str, value: Option<&Value>, supported: &[&str]) {
+        if let Some(value) = value.filter(|v| !v.is_null())
+            && !supported.iter().any(|s| value == *s)
+        {
+            self.unsupported(field, value, supported);
+        }
+    }
+
+    /// A Unix user or group ID, as kube 1.33 bounds them.
+    fn id(&mut self, field: &str, value: Option<&Value>) {
+        if let Some(value) = value.filter(|v| v.is_number())
+            && !value
+                .as_i64()
+                .is_some_and(|n| (0..=i64::from(i32::MAX)).contains(&n))
+        {
+            self.invalid(field, value, "must be between 0 and 2147483647, inclusive");
+        }
+    }
+
+    /// A weight of a preferred scheduling term (absent is 0).
+    fn weight(&mut self, field: &str, term: &Value) {
+        let weight = term
+            .get("weight")
+            .filter(|w| !w.is_null())
+            .cloned()
+            .unwrap_or(Value::from(0));
+        if !weight.as_i64().is_some_and(|w| (1..=100).contains(&w)) {
+            self.invalid(field, &weight, "must be in the range 1-100");
+        }
+    }
+
+    /// A label key or another qualified name.
+    fn qualified_name(&mut self, field: &str, name: &str) {
+        for problem in qualified_name_problems(name) {
+            self.invalid(field, &Value::String(name.to_owned()), &problem);
+        }
+    }
 }
+
+/// What kube shows for a string field left out (its Go zero value).
+static EMPTY: Value = Value::String(String::new());
 
 /// A value as kube's messages show it: strings quoted, the rest as JSON.
 fn shown(value: &Value) -> String {
@@ -138,6 +195,17 @@ fn is_set(value: &Value, key: &str) -> bool {
     value.get(key).is_some_and(|v| !v.is_null())
 }
 
+/// A field that may be absent or null, as kube sees it: its value, or `""` (for messages about it).
+fn field_or_empty<'a>(value: &'a Value, key: &str) -> &'a Value {
+    value.get(key).filter(|v| !v.is_null()).unwrap_or(&EMPTY)
+}
+
+/// The items of a list field (none if it is absent).
+fn items<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    value.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+/// The name part of a qualified name, and a label value when not empty: `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
 /// Whether a `LabelSelector` selects `labels`.
 fn selects(selector: &Value, labels: &Map<String, Value>) -> bool {
     let matches_labels = selector
@@ -357,305 +425,9 @@ fn job(problems: &mut Problems, object: &Value, old_spec: Option<&Value>) {
     pod_template(problems, spec, &["OnFailure", "Never"]);
 }
 
-/// `spec.template` of a workload: containers present, named uniquely, with valid ports; a supported restart
-/// policy.
-fn pod_template(problems: &mut Problems, spec: &Value, restart: &[&str]) {
-    let Some(pod) = spec.pointer("/template/spec") else {
-        problems.required("spec.template.spec.containers", "");
-        return;
-    };
-    let base = "spec.template.spec";
-    if let Some(policy) = pod.get("restartPolicy")
-        && !restart.iter().any(|r| policy == *r)
-    {
-        problems.unsupported(&format!("{base}.restartPolicy"), policy, restart);
-    }
-    if let Some(policy) = pod.get("dnsPolicy").filter(|p| !p.is_null()) {
-        const DNS: &[&str] = &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
-        if !DNS.iter().any(|d| policy == *d) {
-            problems.unsupported(&format!("{base}.dnsPolicy"), policy, DNS);
-        }
-    }
-    let containers = pod.get("containers").and_then(Value::as_array);
-    if containers.is_none_or(|c| c.is_empty()) {
-        problems.required(&format!("{base}.containers"), "");
-    }
-    let mut volume_names = volumes(problems, base, pod);
-    // A StatefulSet's claim templates become volumes of its pods.
-    let claims = spec
-        .get("volumeClaimTemplates")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten();
-    volume_names
-        .extend(claims.filter_map(|claim| Some(claim.pointer("/metadata/name")?.as_str()?.to_owned())));
-    let mut names = BTreeSet::new();
-    for key in ["initContainers", "containers"] {
-        let list = pod.get(key).and_then(Value::as_array).into_iter().flatten();
-        for (i, container) in list.enumerate() {
-            let path = format!("{base}.{key}[{i}]");
-            match container.get("name").filter(|n| !n.is_null()) {
-                None => problems.required(&format!("{path}.name"), ""),
-                Some(name) => {
-                    let text = name.as_str().unwrap_or_default();
-                    if text.is_empty() {
-                        problems.required(&format!("{path}.name"), "");
-                    }
-                    for problem in name_problems(text, true).into_iter().filter(|_| !text.is_empty()) {
-                        problems.invalid(&format!("{path}.name"), name, &problem);
-                    }
-                    if !text.is_empty() && !names.insert(text.to_owned()) {
-                        problems.duplicate(&format!("{path}.name"), name);
-                    }
-                }
-            }
-            mounts(problems, &path, container, &volume_names);
-            resources(problems, &path, container);
-            if key == "containers" {
-                for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
-                    if let Some(found) = container.get(probe).filter(|p| !p.is_null()) {
-                        self::probe(
-                            problems,
-                            &format!("{path}.{probe}"),
-                            found,
-                            probe != "readinessProbe",
-                        );
-                    }
-                }
-            }
-            let ports = container
-                .get("ports")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten();
-            for (j, port) in ports.enumerate() {
-                let port_path = format!("{path}.ports[{j}]");
-                match port.get("containerPort") {
-                    Some(value) if !value.is_null() => {
-                        problems.port(&format!("{port_path}.containerPort"), value)
-                    }
-                    _ => problems.required(&format!("{port_path}.containerPort"), ""),
-                }
-                if let Some(value) = port.get("hostPort").filter(|v| v.as_i64() != Some(0)) {
-                    problems.port(&format!("{port_path}.hostPort"), value);
-                }
-                protocol(problems, &format!("{port_path}.protocol"), port);
-            }
-        }
-    }
-}
-
-/// The sources a volume may name; exactly one of them.
-const VOLUME_SOURCES: &[&str] = &[
-    "awsElasticBlockStore",
-    "azureDisk",
-    "azureFile",
-    "cephfs",
-    "cinder",
-    "configMap",
-    "csi",
-    "downwardAPI",
-    "emptyDir",
-    "ephemeral",
-    "fc",
-    "flexVolume",
-    "flocker",
-    "gcePersistentDisk",
-    "gitRepo",
-    "glusterfs",
-    "hostPath",
-    "image",
-    "iscsi",
-    "nfs",
-    "persistentVolumeClaim",
-    "photonPersistentDisk",
-    "portworxVolume",
-    "projected",
-    "quobyte",
-    "rbd",
-    "scaleIO",
-    "secret",
-    "storageos",
-    "vsphereVolume",
-];
-
-/// A pod's volumes: named uniquely as DNS labels, each with exactly one source. Returns their names.
-fn volumes(problems: &mut Problems, base: &str, pod: &Value) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let list = pod.get("volumes").and_then(Value::as_array).into_iter().flatten();
-    for (i, volume) in list.enumerate() {
-        let path = format!("{base}.volumes[{i}]");
-        match text(volume, "name") {
-            None => problems.required(&format!("{path}.name"), ""),
-            Some(name) => {
-                for problem in name_problems(name, true) {
-                    problems.invalid(&format!("{path}.name"), &volume["name"], &problem);
-                }
-                if !names.insert(name.to_owned()) {
-                    problems.duplicate(&format!("{path}.name"), &volume["name"]);
-                }
-            }
-        }
-        exactly_one(problems, &path, volume, VOLUME_SOURCES, "volume type");
-    }
-    names
-}
-
-/// Exactly one of `fields` set in `value` (a volume's source, a probe's handler), as kube words it: the first
-/// is kept and each further one is forbidden.
-fn exactly_one(problems: &mut Problems, path: &str, value: &Value, fields: &[&str], what: &str) {
-    let mut set = fields.iter().filter(|field| is_set(value, field));
-    if set.next().is_none() {
-        problems.required(path, &format!("must specify a {what}"));
-    }
-    for field in set {
-        problems.forbidden(
-            &format!("{path}.{field}"),
-            &format!("may not specify more than 1 {what}"),
-        );
-    }
-}
-
-/// A container's volume mounts: each of a volume of the pod, at a path given once.
-fn mounts(problems: &mut Problems, path: &str, container: &Value, volumes: &BTreeSet<String>) {
-    let mut paths = BTreeSet::new();
-    let list = container
-        .get("volumeMounts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten();
-    for (i, mount) in list.enumerate() {
-        let at = format!("{path}.volumeMounts[{i}]");
-        match text(mount, "name") {
-            None => problems.required(&format!("{at}.name"), ""),
-            Some(name) if !volumes.contains(name) => {
-                problems.not_found(&format!("{at}.name"), &mount["name"])
-            }
-            Some(_) => {}
-        }
-        match text(mount, "mountPath") {
-            None => problems.required(&format!("{at}.mountPath"), ""),
-            Some(mount_path) if !paths.insert(mount_path.to_owned()) => {
-                problems.invalid(&format!("{at}.mountPath"), &mount["mountPath"], "must be unique");
-            }
-            Some(_) => {}
-        }
-    }
-}
-
-/// A probe: exactly one handler, non-negative timings; liveness and startup probes succeed once.
-fn probe(problems: &mut Problems, path: &str, probe: &Value, success_once: bool) {
-    exactly_one(
-        problems,
-        path,
-        probe,
-        &["exec", "httpGet", "tcpSocket", "grpc"],
-        "handler type",
-    );
-    for field in [
-        "initialDelaySeconds",
-        "timeoutSeconds",
-        "periodSeconds",
-        "successThreshold",
-        "failureThreshold",
-    ] {
-        if let Some(value) = probe.get(field) {
-            problems.at_least(&format!("{path}.{field}"), value, 0);
-        }
-    }
-    if success_once
-        && let Some(value) = probe.get("successThreshold")
-        && value.as_i64().is_some_and(|n| n != 1)
-    {
-        problems.invalid(&format!("{path}.successThreshold"), value, "must be 1");
-    }
-    if let Some(port) = probe
-        .pointer("/httpGet/port")
-        .or_else(|| probe.pointer("/tcpSocket/port"))
-    {
-        let handler = if is_set(probe, "httpGet") {
-            "httpGet"
-        } else {
-            "tcpSocket"
-        };
-        if port.is_number() {
-            problems.port(&format!("{path}.{handler}.port"), port);
-        }
-    }
-}
-
-/// A container's resources: no negative amount, and no request above its limit.
-fn resources(problems: &mut Problems, path: &str, container: &Value) {
-    let Some(resources) = container.get("resources") else {
-        return;
-    };
-    let amounts = |key: &str| -> Vec<(String, Value, f64)> {
-        resources
-            .get(key)
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .filter_map(|(name, value)| Some((name.clone(), value.clone(), quantity(value)?)))
-            .collect()
-    };
-    let limits = amounts("limits");
-    for key in ["limits", "requests"] {
-        for (name, value, amount) in amounts(key) {
-            let field = format!("{path}.resources.{key}[{name}]");
-            if amount < 0.0 {
-                problems.invalid(&field, &value, "must be greater than or equal to 0");
-            } else if key == "requests"
-                && let Some((_, limit_value, limit)) =
-                    limits.iter().find(|(limit_name, _, _)| *limit_name == name)
-                && amount > *limit
-            {
-                let limit_text = limit_value
-                    .as_str()
-                    .map_or_else(|| limit_value.to_string(), str::to_owned);
-                problems.invalid(
-                    &field,
-                    &value,
-                    &format!("must be less than or equal to {name} limit of {limit_text}"),
-                );
-            }
-        }
-    }
-}
-
-/// A quantity's amount (`500m` is 0.5, `1Gi` 2^30), for comparisons; `None` if it is not one.
-fn quantity(value: &Value) -> Option<f64> {
-    let text = match value {
-        Value::Number(n) => return n.as_f64(),
-        Value::String(text) => text.as_str(),
-        _ => return None,
-    };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        exponent => 10f64.powi(exponent.strip_prefix(['e', 'E'])?.parse().ok()?),
-    };
-    Some(number * scale)
-}
-
+/// `spec.template` of a workload: containers present, named uniquely, with valid ports, environment and
+/// security context; a supported restart policy; the pod's security context, affinity, topology spread
+/// constraints and tolerations.
 fn protocol(problems: &mut Problems, field: &str, port: &Value) {
     const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
     if let Some(protocol) = port.get("protocol").filter(|p| !p.is_null())
@@ -848,7 +620,7 @@ fn autoscaler(problems: &mut Problems, spec: &Value) {
     }
 }
 
-/// ConfigMap and Secret keys: `[-._a-zA-Z0-9]+`, not `.` or `..`, at most 253 characters.
+/// ConfigMap and Secret keys: valid config keys, given once.
 fn config_keys(problems: &mut Problems, object: &Value, fields: &[&str]) {
     let mut seen = BTreeSet::new();
     for field in fields {
@@ -859,20 +631,8 @@ fn config_keys(problems: &mut Problems, object: &Value, fields: &[&str]) {
             .flatten()
             .map(|(k, _)| k)
         {
-            let valid = !key.is_empty()
-                && key.len() <= 253
-                && key != "."
-                && key != ".."
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if !valid {
-                problems.invalid(
-                    &format!("{field}[{key}]"),
-                    &Value::String(key.clone()),
-                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  \
-                     or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
-                );
+            for problem in config_key_problems(key) {
+                problems.invalid(&format!("{field}[{key}]"), &Value::String(key.clone()), &problem);
             }
             if !seen.insert(key.clone()) {
                 problems.duplicate(&format!("{field}[{key}]"), &Value::String(key.clone()));
@@ -907,7 +667,7 @@ mod tests {
         found.iter().map(|(field, _)| field.as_str()).collect()
     }
 
-    fn deployment(labels: Value, containers: Value) -> Value {
+    pub(super) fn deployment(labels: Value, containers: Value) -> Value {
         json!({"metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}}}})
     }
