@@ -18,6 +18,7 @@ pub mod object;
 pub mod openapi;
 pub mod patch;
 mod protobuf;
+pub mod services;
 pub mod status;
 pub mod table;
 pub mod tls;
@@ -65,6 +66,8 @@ pub struct ApiServer {
     pub caches: cache::Caches,
     /// Whether updates record their managers in `managedFields` ([`Config::track_managed_fields`]).
     pub track_managed_fields: bool,
+    /// Services' cluster IPs and node ports.
+    pub services: Arc<services::Allocator>,
 }
 
 /// The HTTP application: authentication and metrics around health, version, discovery and resources.
@@ -180,6 +183,9 @@ pub struct Config {
     /// bookkeeping doubled the cost of their status writes, which is their cluster's cost in real life, not
     /// Flotilla's.
     pub track_managed_fields: bool,
+    /// Where Services' cluster IPs and node ports come from (`--service-cluster-ip-range`,
+    /// `--service-node-port-range`).
+    pub service_ranges: services::ServiceRanges,
 }
 
 impl Config {
@@ -203,6 +209,7 @@ impl Config {
             watch_cache_size: cache::DEFAULT_HISTORY,
             storage_startup_timeout: None,
             track_managed_fields: true,
+            service_ranges: services::ServiceRanges::default(),
         }
     }
 }
@@ -312,6 +319,17 @@ pub async fn start(config: Config) -> Result<Running> {
         tokio::spawn(compaction::run(store.clone(), config.compaction_interval));
     }
     let caches = cache::Caches::start(store.clone(), &prefix, config.watch_cache_size);
+    let service_resource = flotilla_api::resources::RESOURCES
+        .iter()
+        .find(|r| r.group.is_empty() && r.plural == "services")
+        .expect("services are served");
+    let services = Arc::new(services::Allocator::new(
+        store.clone(),
+        prefix.clone(),
+        config.service_ranges,
+        caches.of(service_resource).clone(),
+    ));
+    tokio::spawn(services::run_releaser(services.clone()));
     let server = Arc::new(ApiServer {
         profile: config.profile,
         store: store.clone(),
@@ -321,6 +339,7 @@ pub async fn start(config: Config) -> Result<Running> {
         lifecycle,
         track_managed_fields: config.track_managed_fields,
         caches,
+        services,
     });
     // The default namespaces, as soon as storage answers (etcd may come up after us).
     tokio::spawn(async move {

@@ -56,6 +56,12 @@ struct Args {
     /// Past events the watch cache keeps per resource, for watches resuming from an older resourceVersion.
     #[arg(long, default_value_t = flotilla_apiserver::cache::DEFAULT_HISTORY)]
     default_watch_cache_size: usize,
+    /// The IPv4 CIDR Services' cluster IPs are allocated from, as kube-apiserver's flag.
+    #[arg(long, default_value = flotilla_apiserver::services::DEFAULT_CLUSTER_IP_RANGE)]
+    service_cluster_ip_range: flotilla_apiserver::services::IpRange,
+    /// The ports NodePort and LoadBalancer Services' node ports are allocated from, as kube-apiserver's flag.
+    #[arg(long, default_value = flotilla_apiserver::services::DEFAULT_NODE_PORT_RANGE)]
+    service_node_port_range: flotilla_apiserver::services::PortRange,
 }
 
 #[tokio::main]
@@ -98,6 +104,10 @@ async fn main() -> Result<()> {
         // etcd may start after the apiserver (as on a host cluster): serve 503 until it answers.
         storage_startup_timeout: None,
         track_managed_fields: true,
+        service_ranges: flotilla_apiserver::services::ServiceRanges {
+            cluster_ips: args.service_cluster_ip_range,
+            node_ports: args.service_node_port_range,
+        },
     };
     let running = flotilla_apiserver::start(config).await?;
     tracing::info!(address = %running.address, "serving");

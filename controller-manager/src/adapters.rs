@@ -2,7 +2,7 @@
 //! member gets (plain copies, or replicas split by the planner), how a member copy is updated, and how member
 //! status adds up to the federation object's status. Adding a type is adding an adapter.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -213,6 +213,46 @@ pub fn render(object: &Value) -> Value {
     Value::Object(copy)
 }
 
+/// The node ports of a Service that a user asked for, by the field managers that own them.
+#[derive(Debug, Default)]
+struct AskedNodePorts {
+    /// (port, protocol) of the ports whose `nodePort` some manager owns.
+    ports: BTreeSet<(i64, String)>,
+    health_check: bool,
+}
+
+fn asked_node_ports(service: &Value) -> AskedNodePorts {
+    let mut asked = AskedNodePorts::default();
+    let entries = service
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for entry in entries {
+        let Some(spec) = entry.pointer("/fieldsV1/f:spec") else {
+            continue;
+        };
+        asked.health_check |= spec.get("f:healthCheckNodePort").is_some();
+        let ports = spec
+            .get("f:ports")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten();
+        for (key, fields) in ports {
+            let Some(Ok(port)) = key.strip_prefix("k:").map(serde_json::from_str::<Value>) else {
+                continue;
+            };
+            if fields.get("f:nodePort").is_some()
+                && let Some(number) = port.get("port").and_then(Value::as_i64)
+            {
+                let protocol = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                asked.ports.insert((number, protocol.to_owned()));
+            }
+        }
+    }
+    asked
+}
+
 /// 64-bit FNV-1a of the desired object's JSON (keys sorted), as the applied-hash annotation holds it.
 pub fn hash(desired: &Value) -> String {
     let text = serde_json::to_string(desired).unwrap_or_default();
@@ -291,14 +331,38 @@ impl Adapter for Copied {
 
     fn place(&self, object: &Value, placement: &Placement<'_>) -> BTreeMap<String, Value> {
         let mut desired = render(object);
-        if self.resource.kind == "Service" {
-            // The member allocates these.
+        if self.resource.kind == "Service"
+            && let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut)
+        {
             // The member allocates these, except for a headless Service (`None`), which stays headless.
-            if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut)
-                && spec.get("clusterIP").and_then(Value::as_str) != Some("None")
-            {
+            if spec.get("clusterIP").and_then(Value::as_str) != Some("None") {
                 spec.remove("clusterIP");
                 spec.remove("clusterIPs");
+            }
+            // Node ports too, unless a user asked for them: those some field manager owns (the federation's
+            // apiserver allocates the others, and they are its own).
+            let asked = asked_node_ports(object);
+            for port in spec
+                .get_mut("ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                let key = (
+                    port.get("port").and_then(Value::as_i64).unwrap_or_default(),
+                    port.get("protocol")
+                        .and_then(Value::as_str)
+                        .unwrap_or("TCP")
+                        .to_owned(),
+                );
+                if !asked.ports.contains(&key)
+                    && let Some(port) = port.as_object_mut()
+                {
+                    port.remove("nodePort");
+                }
+            }
+            if !asked.health_check {
+                spec.remove("healthCheckNodePort");
             }
         }
         if self.resource.kind == "Namespace" {
@@ -314,8 +378,10 @@ impl Adapter for Copied {
 
     fn for_update(&self, mut desired: Value, current: &Value) -> Value {
         if self.resource.kind == "Service" {
-            for field in ["clusterIP", "clusterIPs"] {
-                if let Some(value) = current.pointer(&format!("/spec/{field}")) {
+            for field in ["clusterIP", "clusterIPs", "healthCheckNodePort"] {
+                if desired.pointer(&format!("/spec/{field}")).is_none()
+                    && let Some(value) = current.pointer(&format!("/spec/{field}"))
+                {
                     desired["spec"][field] = value.clone();
                 }
             }
@@ -695,6 +761,50 @@ mod tests {
                 "metadata": {"name": "web", "namespace": "shop",
                     "labels": {"app": "web", MANAGED_LABEL: "true"}, "annotations": {"team": "a"}},
                 "spec": {"replicas": 3}})
+        );
+    }
+
+    #[test]
+    fn services_leave_allocated_values_to_the_member_but_keep_asked_node_ports() {
+        let adapter = Copied::new("", "v1", "Service", "services", true, Aggregate::LoadBalancer);
+        // Port 80's node port was asked for (kubectl's manager owns it); port 443's was allocated.
+        let service = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "shop", "managedFields": [{"manager": "kubectl-client-side-apply",
+                "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:type": {},
+                "f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:nodePort": {}, "f:port": {}},
+                    "k:{\"port\":443,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}}}}]},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 31999,
+                "clusterIP": "10.96.1.5", "clusterIPs": ["10.96.1.5"],
+                "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080},
+                    {"port": 443, "protocol": "TCP", "nodePort": 31443}]}});
+        let clusters = ["m1".to_owned()];
+        let members = BTreeMap::new();
+        let placement = Placement {
+            clusters: &clusters,
+            members: &members,
+            autoscaled: false,
+        };
+        let spec = adapter.place(&service, &placement)["m1"]["spec"].clone();
+        assert!(
+            spec.get("clusterIP").is_none() && spec.get("clusterIPs").is_none(),
+            "{spec}"
+        );
+        assert!(spec.get("healthCheckNodePort").is_none());
+        assert_eq!(spec["ports"][0]["nodePort"], 30080);
+        assert!(spec["ports"][1].get("nodePort").is_none());
+        // An update keeps what the member allocated.
+        let current = json!({"spec": {"clusterIP": "10.0.0.7", "healthCheckNodePort": 32000,
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}, {"port": 443, "protocol": "TCP", "nodePort": 30443}]}});
+        let update = adapter.for_update(json!({"spec": spec}), &current);
+        assert_eq!(update["spec"]["clusterIP"], "10.0.0.7");
+        assert_eq!(update["spec"]["healthCheckNodePort"], 32000);
+        assert_eq!(update["spec"]["ports"][1]["nodePort"], 30443);
+        // Headless stays headless.
+        let headless =
+            json!({"metadata": {"name": "db"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}});
+        assert_eq!(
+            adapter.place(&headless, &placement)["m1"]["spec"]["clusterIP"],
+            "None"
         );
     }
 

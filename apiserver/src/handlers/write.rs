@@ -7,7 +7,7 @@
 
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
-use flotilla_api::resources::Subresource;
+use flotilla_api::resources::{Resource, Subresource};
 use flotilla_storage::Revision;
 use serde_json::{Value, json};
 
@@ -15,6 +15,7 @@ use super::Ctx;
 use super::read::decode;
 use crate::managed;
 use crate::object::{self, meta_str};
+use crate::services;
 use crate::status::{ApiError, Cause, Subject, from_storage};
 
 /// How often an update retries after losing a race to another writer.
@@ -208,11 +209,18 @@ async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Valu
         managed::track_update(&mut object, None, &writer(ctx, &facts), ctx.resource);
     }
     if ctx.dry_run()? {
+        drop(allocate(ctx, &mut object, None, true).await?);
         return Ok(object);
     }
     for _ in 0..3 {
+        // Allocated after the managers are recorded: like kube's, allocated values belong to no manager.
+        let claims = allocate(ctx, &mut object, None, false).await?;
         let name = meta_str(&object, "name").unwrap_or_default().to_owned();
-        match ctx.server.store.create(&ctx.key(&name), encode(&object)).await {
+        let result = ctx.server.store.create(&ctx.key(&name), encode(&object)).await;
+        if result.is_err() {
+            ctx.server.services.release(claims).await;
+        }
+        match result {
             Ok(revision) => {
                 object::set_resource_version(&mut object, revision.get());
                 return Ok(object);
@@ -321,6 +329,9 @@ async fn update_with(
                 if subresource.is_none() {
                     // Defaults first, so that a spec they complete does not count as changed.
                     object::normalize(&mut new, ctx.resource);
+                    if is_services(ctx.resource) {
+                        services::keep_allocated(&mut new, &current);
+                    }
                 }
                 object::prepare_update(&mut new, &current, ctx.behaviour, subresource);
                 new
@@ -342,6 +353,7 @@ async fn update_with(
         if new == unchanged {
             return Ok(current);
         }
+        let claims = allocate(ctx, &mut new, Some(&current), dry_run).await?;
         if dry_run {
             object::set_resource_version(&mut new, kv.mod_revision.get());
             return Ok(new);
@@ -349,6 +361,7 @@ async fn update_with(
         // The last finalizer of an object being deleted is gone: the update completes the delete.
         let being_deleted = object::metadata(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
         if being_deleted && object::finalizers(&new).is_empty() {
+            ctx.server.services.release(claims).await;
             match ctx.server.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(deleted) => {
                     object::set_resource_version(&mut new, deleted.revision.get());
@@ -358,7 +371,11 @@ async fn update_with(
                 Err(err) => return Err(from_storage(err, &subject)),
             }
         }
-        match ctx.server.store.update(&key, encode(&new), kv.mod_revision).await {
+        let result = ctx.server.store.update(&key, encode(&new), kv.mod_revision).await;
+        if result.is_err() {
+            ctx.server.services.release(claims).await;
+        }
+        match result {
             Ok(revision) => {
                 object::set_resource_version(&mut new, revision.get());
                 return Ok(match ctx.subresource {
@@ -374,6 +391,25 @@ async fn update_with(
         subject,
         message: "the object is being modified too often; please try again".to_owned(),
     })
+}
+
+fn is_services(resource: &Resource) -> bool {
+    resource.group.is_empty() && resource.plural == "services"
+}
+
+/// A Service's cluster IP and node ports (nothing for other resources and for subresources): claimed, unless
+/// `dry_run`, until the caller releases them after a failed write.
+async fn allocate(
+    ctx: &Ctx,
+    object: &mut Value,
+    old: Option<&Value>,
+    dry_run: bool,
+) -> Result<services::Claims, ApiError> {
+    if !is_services(ctx.resource) || ctx.subresource.is_some() {
+        return Ok(services::Claims::default());
+    }
+    let subject = ctx.subject(meta_str(object, "name").unwrap_or_default());
+    ctx.server.services.allocate(object, old, dry_run, &subject).await
 }
 
 /// The name in the body must be the URL's.

@@ -480,7 +480,14 @@ fn service(problems: &mut Problems, spec: &Value, old_spec: Option<&Value>) {
             problems.port(&format!("{path}.targetPort"), value);
         }
         if let Some(value) = port.get("nodePort").filter(|v| v.as_i64() != Some(0)) {
-            problems.port(&format!("{path}.nodePort"), value);
+            if kind == "ClusterIP" {
+                problems.forbidden(
+                    &format!("{path}.nodePort"),
+                    "may not be used when `type` is 'ClusterIP'",
+                );
+            } else {
+                problems.port(&format!("{path}.nodePort"), value);
+            }
         }
         protocol(problems, &format!("{path}.protocol"), port);
     }

@@ -185,8 +185,36 @@ async fn applied_objects_show_kubes_defaults(backend: Backend) {
         assert_eq!(spec["allocateLoadBalancerNodePorts"], true);
         assert_eq!(spec["ipFamilyPolicy"], "SingleStack");
         assert_eq!(spec["ipFamilies"], json!(["IPv4"]));
+        // Allocated as a cluster's apiserver does: a cluster IP from 10.96.0.0/12 (its upper band) and a node
+        // port per port from 30000-32767.
+        let ip: std::net::Ipv4Addr = spec["clusterIP"].as_str().unwrap().parse().unwrap();
+        let [a, b, _, _] = ip.octets();
+        assert!(
+            a == 10 && (96..112).contains(&b) && ip > std::net::Ipv4Addr::new(10, 96, 1, 0),
+            "{ip}"
+        );
+        assert_eq!(spec["clusterIPs"], json!([ip.to_string()]));
+        let mut ports = spec["ports"].clone();
+        let node_ports: Vec<i64> = ports
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .map(|p| {
+                p.as_object_mut()
+                    .unwrap()
+                    .remove("nodePort")
+                    .unwrap()
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            node_ports.iter().all(|p| (30000..=32767).contains(p)),
+            "{node_ports:?}"
+        );
+        assert_ne!(node_ports[0], node_ports[1]);
         assert_eq!(
-            spec["ports"],
+            ports,
             json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80},
                 {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 8443}])
         );

@@ -9,6 +9,7 @@ mod kube_rs;
 mod kubectl;
 mod protobuf;
 mod python;
+mod services;
 
 /// Instantiates each scenario `async fn name(Backend)` once per storage backend.
 #[macro_export]
