@@ -481,7 +481,7 @@ impl Allocator {
                     let range = self.ranges.cluster_ips;
                     let (upper, lower) = range.bands();
                     let candidates = scan(upper, random()).chain(scan(lower, random()));
-                    let ip = self
+                    let picked = self
                         .pick(
                             candidates.map(|i| Claim::ClusterIp(range.at(i))),
                             held,
@@ -489,17 +489,14 @@ impl Allocator {
                             owner,
                             claims,
                         )
-                        .await?
-                        .ok_or_else(|| {
-                            ApiError::Internal(
-                                "Internal error occurred: failed to allocate a serviceIP: range is full"
-                                    .to_owned(),
-                            )
-                        })?;
-                    match ip {
-                        Claim::ClusterIp(ip) => Some(ip),
-                        Claim::NodePort(_) => unreachable!("IP candidates only"),
-                    }
+                        .await?;
+                    let Some(Claim::ClusterIp(ip)) = picked else {
+                        return Err(ApiError::Internal(
+                            "Internal error occurred: failed to allocate a serviceIP: range is full"
+                                .to_owned(),
+                        ));
+                    };
+                    Some(ip)
                 }
             };
             if let Some(ip) = ip {
