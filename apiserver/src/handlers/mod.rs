@@ -131,6 +131,22 @@ impl Ctx {
     /// decoding error, `Warn` (the default without the parameter) answers with a `Warning` per problem, `Ignore`
     /// says nothing.
     pub fn field_validation(&self, problems: Vec<String>) -> Result<(), ApiError> {
+        self.judge_fields(problems, |problems| {
+            format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {problems}",
+                kind = self.resource.kind,
+                version = self.version,
+            )
+        })
+    }
+
+    /// [`Ctx::field_validation`] of a merge or strategic merge patch body, in kube's words for patches.
+    pub fn patch_field_validation(&self, problems: Vec<String>) -> Result<(), ApiError> {
+        self.judge_fields(problems, |problems| format!("strict decoding error: {problems}"))
+    }
+
+    /// Refuses, warns about or ignores `problems` as `fieldValidation` asks; `refusal` words the 400.
+    fn judge_fields(&self, problems: Vec<String>, refusal: impl Fn(&str) -> String) -> Result<(), ApiError> {
         let directive = self.param("fieldValidation").unwrap_or("Warn");
         if !matches!(directive, "Strict" | "Warn" | "Ignore") {
             return Err(ApiError::BadRequest(format!(
@@ -141,12 +157,7 @@ impl Ctx {
             return Ok(());
         }
         if directive == "Strict" {
-            return Err(ApiError::BadRequest(format!(
-                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {problems}",
-                kind = self.resource.kind,
-                version = self.version,
-                problems = problems.join(", "),
-            )));
+            return Err(ApiError::BadRequest(refusal(&problems.join(", "))));
         }
         self.warnings.lock().expect("not poisoned").extend(problems);
         Ok(())

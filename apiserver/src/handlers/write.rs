@@ -473,8 +473,12 @@ pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
             accepted: PATCH_TYPES,
         });
     }
-    let patch: Value = serde_json::from_slice(body)
+    let (patch, duplicates) = object::parse_json(body)
         .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
+    // As kube decodes merge patches strictly (a JSON patch's operations are not objects of the type).
+    if kind != "application/json-patch+json" {
+        ctx.patch_field_validation(field_problems("duplicate", &duplicates))?;
+    }
     let apply: PatchFn = match kind.as_str() {
         "application/json-patch+json" => {
             let operations: json_patch::Patch = serde_json::from_value(patch)

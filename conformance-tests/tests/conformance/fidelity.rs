@@ -417,6 +417,38 @@ async fn misspelt_fields_follow_validate(backend: Backend) {
             assert_eq!(response.json()["data"], json!({"b": "2"}));
         }
     }
+    // So is one inside a merge or strategic merge patch, in the words kube uses for patches; Warn warns.
+    for patch_type in ["merge-patch", "strategic-merge-patch"] {
+        let content_type = format!("Content-Type: application/{patch_type}+json");
+        let patch = |validation: &'static str| {
+            let content_type = content_type.clone();
+            let server = &server;
+            async move {
+                server
+                    .curl(&[
+                        &format!("/api/v1/namespaces/default/configmaps/twice?fieldValidation={validation}"),
+                        "-X",
+                        "PATCH",
+                        "-H",
+                        &content_type,
+                        "-i",
+                        "--data",
+                        r#"{"data":{"c":"3","c":"4"}}"#,
+                    ])
+                    .await
+                    .unwrap()
+            }
+        };
+        let refused = patch("Strict").await;
+        assert_eq!(refused.code, 400, "{patch_type}: {}", refused.body);
+        let message = r#""message":"strict decoding error: duplicate field \"data.c\"""#;
+        assert!(refused.body.contains(message), "{patch_type}: {}", refused.body);
+        let warned = patch("Warn").await;
+        assert_eq!(warned.code, 200, "{patch_type}: {}", warned.body);
+        let warning = r#"warning: 299 - "duplicate field \"data.c\"""#;
+        assert!(warned.body.to_lowercase().contains(warning), "{patch_type}: {}", warned.body);
+        assert!(warned.body.contains(r#""c":"4""#), "{}", warned.body);
+    }
 }
 
 fn applied(name: &str, replicas: u32, labels: &str) -> String {
