@@ -1,7 +1,10 @@
 //! The schema definitions of the OpenAPI documents: generated from the k8s-openapi Rust types Flotilla serves
 //! (their `schemars` schemas carry kube's names, descriptions and structure), plus what those schemas lack: the
 //! list types, and the `x-kubernetes-*` extensions (group-version-kind, patch merge keys and strategies, list and
-//! map types) from `extensions.tsv`, the facts kube's 1.33 spec holds for these types.
+//! map types) from `extensions.tsv`, the facts kube's 1.33 spec holds for these types. Where k8s-openapi's schemas
+//! differ from kube's (the types of `IntOrString` and `Quantity`, fields kube leaves optional), kube's forms are
+//! put back.
+//! `conformance-tests/tests/conformance/explain.rs` compares the result with kube 1.33's own schemas.
 
 use flotilla_api::resources::Profile;
 use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking, rbac};
@@ -29,6 +32,43 @@ pub const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOpt
 pub const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 pub const WATCH_EVENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent";
 pub const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
+
+/// Apimachinery's scalar unions, which kube-openapi writes in two forms: a type and format in v2
+/// (`OpenAPISchemaType`, `OpenAPISchemaFormat`), a `oneOf` of types in v3 (`OpenAPIV3OneOfTypes`). k8s-openapi
+/// writes them as a CRD schema would (`x-kubernetes-int-or-string`, no type), which kubectl's v2 `explain` prints
+/// as `port <>`. Each is (definition, v2 type, format, v3 types).
+const SCALAR_UNIONS: &[(&str, &str, Option<&str>, &[&str])] = &[
+    (
+        "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+        "string",
+        Some("int-or-string"),
+        &["integer", "string"],
+    ),
+    (
+        "io.k8s.apimachinery.pkg.api.resource.Quantity",
+        "string",
+        None,
+        &["string", "number"],
+    ),
+];
+
+/// Fields k8s-openapi's schemas list as required because its Rust types hold them as plain values, where kube's
+/// spec leaves them optional (and `kubectl explain` would mark them `-required-`): besides the `metadata` of every
+/// kind but [`METADATA_REQUIRED`], the `name` of the references that inline `LocalObjectReference` (a string
+/// defaulting to "" since kube 1.30).
+const OPTIONAL_IN_KUBE: &[(&str, &str)] = &[
+    ("io.k8s.api.core.v1.ConfigMapEnvSource", "name"),
+    ("io.k8s.api.core.v1.ConfigMapKeySelector", "name"),
+    ("io.k8s.api.core.v1.ConfigMapProjection", "name"),
+    ("io.k8s.api.core.v1.ConfigMapVolumeSource", "name"),
+    ("io.k8s.api.core.v1.LocalObjectReference", "name"),
+    ("io.k8s.api.core.v1.SecretEnvSource", "name"),
+    ("io.k8s.api.core.v1.SecretKeySelector", "name"),
+    ("io.k8s.api.core.v1.SecretProjection", "name"),
+];
+
+/// The one served kind whose `metadata` kube's spec requires too (its Go field has no `omitempty`).
+const METADATA_REQUIRED: &str = "io.k8s.api.core.v1.Event";
 
 fn served<T: JsonSchema + k8s_openapi::Resource>(generator: &mut SchemaGenerator) -> ServedKind {
     generator.subschema_for::<T>();
@@ -87,6 +127,20 @@ pub fn build() -> (Vec<ServedKind>, Map<String, Value>) {
     for schema in definitions.values_mut() {
         without_null_types(schema);
     }
+    for (name, v2_type, format, _) in SCALAR_UNIONS {
+        if let Some(schema) = definitions.get_mut(*name) {
+            *schema = scalar_union(schema, json!({"type": v2_type}), *format);
+        }
+    }
+    let metadata = kinds
+        .iter()
+        .filter(|kind| kind.definition != METADATA_REQUIRED)
+        .map(|kind| (kind.definition.as_str(), "metadata"));
+    for (name, field) in metadata.chain(OPTIONAL_IN_KUBE.iter().copied()) {
+        if let Some(schema) = definitions.get_mut(name) {
+            not_required(schema, field);
+        }
+    }
     for kind in &kinds {
         definitions.insert(kind.list_definition.clone(), list_schema(kind));
     }
@@ -143,6 +197,40 @@ fn without_null_types(schema: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(without_null_types),
         _ => {}
+    }
+}
+
+/// The v3 forms of the scalar unions (see [`SCALAR_UNIONS`]) in place of the v2 ones.
+pub fn v3_scalar_unions(schemas: &mut Map<String, Value>) {
+    for (name, _, format, v3_types) in SCALAR_UNIONS {
+        if let Some(schema) = schemas.get_mut(*name) {
+            let one_of: Vec<Value> = v3_types.iter().map(|t| json!({"type": t})).collect();
+            *schema = scalar_union(schema, json!({"oneOf": one_of}), *format);
+        }
+    }
+}
+
+/// `form` (a type or a `oneOf`) with `schema`'s description and `format`.
+fn scalar_union(schema: &Value, mut form: Value, format: Option<&str>) -> Value {
+    if let Some(description) = schema.get("description") {
+        form["description"] = description.clone();
+    }
+    if let Some(format) = format {
+        form["format"] = json!(format);
+    }
+    form
+}
+
+/// Takes `field` out of `schema`'s `required`, and drops the list when that empties it.
+fn not_required(schema: &mut Value, field: &str) {
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Array(required)) = map.get_mut("required") {
+        required.retain(|name| name != field);
+        if required.is_empty() {
+            map.remove("required");
+        }
     }
 }
 

@@ -251,12 +251,13 @@ fn v3_document(v2: &Value, prefix: &str) -> Value {
         }
         paths.insert(path.clone(), Value::Object(v3_item));
     }
-    let schemas: Map<String, Value> = v2["definitions"]
+    let mut schemas: Map<String, Value> = v2["definitions"]
         .as_object()
         .into_iter()
         .flatten()
         .map(|(k, v)| (k.clone(), to_v3_schema(v)))
         .collect();
+    definitions::v3_scalar_unions(&mut schemas);
     json!({
         "openapi": "3.0.0",
         "info": info(),

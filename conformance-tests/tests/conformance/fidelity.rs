@@ -446,7 +446,11 @@ async fn misspelt_fields_follow_validate(backend: Backend) {
         let warned = patch("Warn").await;
         assert_eq!(warned.code, 200, "{patch_type}: {}", warned.body);
         let warning = r#"warning: 299 - "duplicate field \"data.c\"""#;
-        assert!(warned.body.to_lowercase().contains(warning), "{patch_type}: {}", warned.body);
+        assert!(
+            warned.body.to_lowercase().contains(warning),
+            "{patch_type}: {}",
+            warned.body
+        );
         assert!(warned.body.contains(r#""c":"4""#), "{}", warned.body);
     }
 }

@@ -4,6 +4,7 @@
 mod apply;
 mod deploy;
 mod errors;
+mod explain;
 mod fidelity;
 mod kube_rs;
 mod kubectl;
