@@ -6,7 +6,9 @@
 //! leaves are empty. Lists follow the same strategies as strategic merge (`crate::patch`): merged by one key
 //! (`containers` by `name`), sets of primitives (`finalizers`), or atomic (replaced whole, owned as one field).
 //! Unlike kube, a list merged by several keys (container `ports` by `containerPort` and `protocol`) is keyed
-//! here by its strategic-merge key alone.
+//! here by its strategic-merge key alone. Maps and structs are merged field by field and owned per field, but for
+//! those the served schemas mark `x-kubernetes-map-type: atomic` (a `LabelSelector`, an `OwnerReference`, a pod's
+//! `nodeSelector`), which are replaced whole and owned as one field (`f:selector`, `k:{"uid":…}`), as in kube.
 //!
 //! Every write records who set what: an update (`PUT`, the three patch types, a create) gives the fields it
 //! changed to its manager (`fieldManager`, or the client's user agent up to the first `/`) with operation
@@ -20,6 +22,7 @@ use std::collections::BTreeMap;
 use flotilla_api::resources::Resource;
 use serde_json::{Map, Value, json};
 
+use crate::openapi::definitions::Schema;
 use crate::patch::{ListStrategy, list_strategy};
 
 /// A set of fields in kube's `FieldsV1` form; a node without children is a leaf.
@@ -68,6 +71,17 @@ impl Fields {
         }
     }
 
+    /// Whether `path` is in the set, as a leaf or under one (a field of a struct owned whole).
+    fn covers(&self, path: &[String]) -> bool {
+        match path.split_first() {
+            None => true,
+            Some((first, rest)) => self
+                .0
+                .get(first)
+                .is_some_and(|child| child.0.is_empty() || child.covers(rest)),
+        }
+    }
+
     pub fn contains(&self, path: &[String]) -> bool {
         match path.split_first() {
             None => self.0.is_empty(),
@@ -109,6 +123,7 @@ pub fn fields_of(object: &Value, resource: &Resource, status: bool) -> Fields {
     let Some(map) = object.as_object() else {
         return fields;
     };
+    let schema = schema_of(object, resource);
     for (key, value) in map {
         let owned = match key.as_str() {
             "apiVersion" | "kind" => false,
@@ -125,7 +140,12 @@ pub fn fields_of(object: &Value, resource: &Resource, status: bool) -> Fields {
                 if let Some(v) = value.get(field).filter(|v| !v.is_null()) {
                     meta.0.insert(
                         format!("f:{field}"),
-                        walk(v, &mut vec!["metadata".to_owned(), field.to_owned()], resource),
+                        walk(
+                            v,
+                            &mut vec!["metadata".to_owned(), field.to_owned()],
+                            resource,
+                            schema.field("metadata").field(field),
+                        ),
                     );
                 }
             }
@@ -134,34 +154,54 @@ pub fn fields_of(object: &Value, resource: &Resource, status: bool) -> Fields {
             }
             meta
         } else {
-            walk(value, &mut vec![key.clone()], resource)
+            walk(value, &mut vec![key.clone()], resource, schema.field(key))
         };
         fields.0.insert(format!("f:{key}"), child);
     }
     fields
 }
 
-fn walk(value: &Value, path: &mut Vec<String>, resource: &Resource) -> Fields {
+/// The schema of objects of `resource` in the version `object` names (else the preferred one).
+fn schema_of(object: &Value, resource: &Resource) -> Schema {
+    let version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(|api_version| api_version.rsplit('/').next())
+        .filter(|version| resource.versions.contains(version))
+        .or_else(|| resource.versions.first().copied())
+        .unwrap_or_default();
+    Schema::of_kind(resource.group, version, resource.kind)
+}
+
+/// The fields `value` sets at `path` (whose schema is `schema`); an atomic map or struct is one field, a leaf.
+fn walk(value: &Value, path: &mut Vec<String>, resource: &Resource, schema: Schema) -> Fields {
     let mut fields = Fields::default();
     match value {
+        Value::Object(_) if schema.is_atomic() => {}
         Value::Object(map) => {
             for (key, child) in map {
                 if child.is_null() {
                     continue;
                 }
                 path.push(key.clone());
-                fields.0.insert(format!("f:{key}"), walk(child, path, resource));
+                fields
+                    .0
+                    .insert(format!("f:{key}"), walk(child, path, resource, schema.field(key)));
                 path.pop();
             }
         }
         Value::Array(items) => match list_strategy(resource, path) {
             ListStrategy::Merge(key) => {
+                let item_schema = schema.items();
                 for item in items {
                     let Some(element) = key_element(item, key) else {
                         continue;
                     };
-                    let mut child = walk(item, path, resource);
-                    child.0.insert(".".to_owned(), Fields::default());
+                    // An atomic element is owned whole: its key alone, without `.` or fields.
+                    let mut child = walk(item, path, resource, item_schema);
+                    if !(item.is_object() && item_schema.is_atomic()) {
+                        child.0.insert(".".to_owned(), Fields::default());
+                    }
                     fields.0.insert(element, child);
                 }
             }
@@ -277,18 +317,19 @@ fn remove_at(object: &mut Value, path: &[String]) {
     }
 }
 
-/// Merges an applied configuration into `live`: maps field by field, keyed lists element by element, sets as a
-/// union; anything else (scalars, atomic lists) is replaced.
-fn merge(live: &mut Value, config: &Value, path: &mut Vec<String>, resource: &Resource) {
+/// Merges an applied configuration into `live` (whose schema is `schema`): maps field by field, keyed lists
+/// element by element, sets as a union; anything else (scalars, atomic lists, atomic maps and structs) is
+/// replaced.
+fn merge(live: &mut Value, config: &Value, path: &mut Vec<String>, resource: &Resource, schema: Schema) {
     match (live, config) {
-        (Value::Object(live), Value::Object(config)) => {
+        (Value::Object(live), Value::Object(config)) if !schema.is_atomic() => {
             for (key, value) in config {
                 if value.is_null() {
                     continue;
                 }
                 path.push(key.clone());
                 match live.get_mut(key) {
-                    Some(existing) => merge(existing, value, path, resource),
+                    Some(existing) => merge(existing, value, path, resource, schema.field(key)),
                     None => {
                         live.insert(key.clone(), value.clone());
                     }
@@ -300,7 +341,7 @@ fn merge(live: &mut Value, config: &Value, path: &mut Vec<String>, resource: &Re
             ListStrategy::Merge(key) => {
                 for item in config {
                     match live.iter_mut().find(|l| same_element(l, item, key)) {
-                        Some(existing) => merge(existing, item, path, resource),
+                        Some(existing) => merge(existing, item, path, resource, schema.items()),
                         None => live.push(item.clone()),
                     }
                 }
@@ -550,12 +591,19 @@ pub fn apply(
 
     let mut object = live.cloned().unwrap_or_else(|| json!({}));
     let mut path = Vec::new();
-    merge(&mut object, config, &mut path, resource);
-    // What this manager applied before and no longer does goes, unless someone else owns it too.
+    merge(
+        &mut object,
+        config,
+        &mut path,
+        resource,
+        schema_of(config, resource),
+    );
+    // What this manager applied before and no longer does goes, unless someone else owns it too. A field inside a
+    // struct now applied whole (recorded field by field before the struct was atomic) is still applied.
     let mut dropped: Vec<Path> = previous
         .leaves()
         .into_iter()
-        .filter(|p| !applied.contains(p))
+        .filter(|p| !applied.covers(p))
         .filter(|p| !entries.iter().any(|e| !mine(e) && e.fields.contains(p)))
         .collect();
     // Keyed elements as a whole first (while their keys are still there to find them), then fields, deepest first.
@@ -722,6 +770,48 @@ mod tests {
         assert_eq!(ports.as_array().map(Vec::len), Some(2), "{ports}");
         assert_eq!(ports[1]["name"], "dns-udp");
         assert!(ports[0].get("name").is_none());
+    }
+
+    #[test]
+    fn atomic_structs_and_maps_are_owned_and_replaced_whole() {
+        let mut selected = config(2, "nginx");
+        selected["spec"]["selector"] = json!({"matchLabels": {"app": "web"}});
+        selected["spec"]["template"]["spec"]["nodeSelector"] = json!({"disk": "ssd"});
+        selected["metadata"]["ownerReferences"] =
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": "u1"}]);
+        let created = apply_as(None, &selected, "alice", false).unwrap();
+        let fields = &created["metadata"]["managedFields"][0]["fieldsV1"];
+        assert_eq!(
+            fields["f:spec"]["f:selector"],
+            json!({}),
+            "a LabelSelector: {fields}"
+        );
+        assert_eq!(
+            fields["f:spec"]["f:template"]["f:spec"]["f:nodeSelector"],
+            json!({}),
+            "a map typed atomic on the field"
+        );
+        assert_eq!(
+            fields["f:metadata"]["f:ownerReferences"],
+            json!({"k:{\"uid\":\"u1\"}": {}}),
+            "an atomic element: its key alone"
+        );
+        // Another selector conflicts on the selector as a whole, and forced replaces it whole.
+        let mut wider = selected.clone();
+        wider["spec"]["selector"] = json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]});
+        let conflicts = apply_as(Some(&created), &wider, "bob", false).unwrap_err();
+        let fields: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, [".spec.selector"]);
+        let forced = apply_as(Some(&created), &wider, "bob", true).unwrap();
+        assert_eq!(forced["spec"]["selector"], wider["spec"]["selector"]);
+        let alice = Entry::parse(&forced["metadata"]["managedFields"][0]).unwrap();
+        assert!(!alice.fields.contains(&["f:spec".into(), "f:selector".into()]));
+        // An entry recorded field by field inside the selector still applies it: re-applied, nothing is dropped.
+        let mut recorded = created.clone();
+        recorded["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:selector"] =
+            json!({"f:matchLabels": {"f:app": {}}});
+        let reapplied = apply_as(Some(&recorded), &selected, "alice", false).unwrap();
+        assert_eq!(reapplied["spec"]["selector"], selected["spec"]["selector"]);
     }
 
     #[test]

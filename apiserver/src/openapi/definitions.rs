@@ -1,10 +1,16 @@
 //! The schema definitions of the OpenAPI documents: generated from the k8s-openapi Rust types Flotilla serves
 //! (their `schemars` schemas carry kube's names, descriptions and structure), plus what those schemas lack: the
 //! list types, and the `x-kubernetes-*` extensions (group-version-kind, patch merge keys and strategies, list and
-//! map types) from `extensions.tsv`, the facts kube's 1.33 spec holds for these types. Where k8s-openapi's schemas
-//! differ from kube's (the types of `IntOrString` and `Quantity`, fields kube leaves optional), kube's forms are
-//! put back.
-//! `conformance-tests/tests/conformance/explain.rs` compares the result with kube 1.33's own schemas.
+//! map types, unions) from `extensions.tsv`, the facts kube's 1.33 spec holds for these types. Each of its rows is
+//! (definition, field, extension, value): an empty field puts the extension on the definition itself (a kind's
+//! `gvk`, a struct's `map-type`), and a value that parses as JSON is that JSON, any other a string. Where
+//! k8s-openapi's schemas differ from kube's (the types of `IntOrString` and `Quantity`, fields kube leaves
+//! optional), kube's forms are put back.
+//! `conformance-tests/tests/conformance/explain.rs` compares the result, extensions included, with kube 1.33's own
+//! schemas.
+//! Server-side apply reads the result too ([`Schema`]): which maps and structs kube treats as atomic.
+
+use std::sync::OnceLock;
 
 use flotilla_api::resources::Profile;
 use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking, rbac};
@@ -162,6 +168,68 @@ pub fn build() -> (Vec<ServedKind>, Map<String, Value>) {
     );
     apply_extensions(&mut definitions);
     (kinds, definitions)
+}
+
+/// The result of [`build`], built once per process, for the documents and for what reads the schemas while
+/// serving.
+pub fn built() -> &'static (Vec<ServedKind>, Map<String, Value>) {
+    static BUILT: OnceLock<(Vec<ServedKind>, Map<String, Value>)> = OnceLock::new();
+    BUILT.get_or_init(build)
+}
+
+/// A place in the served schemas, followed down an object field by field (a field, a map value, a list's items):
+/// the schema there as a field has it (a `$ref` with the field's own extensions, or the schema inline), or
+/// nothing past where the schemas stop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Schema(Option<&'static Value>);
+
+impl Schema {
+    /// The schema of a kind's objects, if it is served.
+    pub fn of_kind(group: &str, version: &str, kind: &str) -> Schema {
+        let (kinds, definitions) = built();
+        Schema(
+            kinds
+                .iter()
+                .find(|k| k.group == group && k.version == version && k.kind == kind)
+                .and_then(|k| definitions.get(&k.definition)),
+        )
+    }
+
+    /// The schema of the field `name`, or of a map's values.
+    pub fn field(self, name: &str) -> Schema {
+        let Some(schema) = self.resolved() else {
+            return Schema(None);
+        };
+        let property = schema.get("properties").and_then(|p| p.get(name));
+        Schema(property.or_else(|| schema.get("additionalProperties").filter(|v| v.is_object())))
+    }
+
+    /// The schema of a list's items.
+    pub fn items(self) -> Schema {
+        Schema(self.resolved().and_then(|schema| schema.get("items")))
+    }
+
+    /// Whether kube treats the map or struct here as one value (`x-kubernetes-map-type: atomic`): the field's own
+    /// extension decides (`claimRef` is `granular` where its type is atomic), else its type's.
+    pub fn is_atomic(self) -> bool {
+        fn map_type(schema: &Value) -> Option<&str> {
+            schema.get("x-kubernetes-map-type").and_then(Value::as_str)
+        }
+        let own = self.0.and_then(map_type);
+        own.or_else(|| self.resolved().and_then(map_type)) == Some("atomic")
+    }
+
+    /// The definition a `$ref` names, or the schema itself.
+    fn resolved(self) -> Option<&'static Value> {
+        let schema = self.0?;
+        match schema.get("$ref").and_then(Value::as_str) {
+            Some(reference) => {
+                let name = reference.rsplit('/').next()?;
+                built().1.get(name)
+            }
+            None => Some(schema),
+        }
+    }
 }
 
 /// Optional fields are simply not required in kube's schemas: schemars writes `Option<T>` as
@@ -331,6 +399,19 @@ mod tests {
             pod_spec["properties"]["containers"]["x-kubernetes-patch-strategy"],
             "merge"
         );
+        assert_eq!(
+            definitions["io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"]["x-kubernetes-map-type"],
+            "atomic",
+            "an empty field column puts the extension on the definition"
+        );
+        assert_eq!(
+            definitions["io.k8s.api.core.v1.SeccompProfile"]["x-kubernetes-unions"][0]["discriminator"],
+            "type"
+        );
+        assert_eq!(
+            definitions["io.k8s.api.core.v1.PersistentVolumeSpec"]["properties"]["claimRef"]["x-kubernetes-map-type"],
+            "granular"
+        );
         assert!(definitions.contains_key("io.k8s.api.apps.v1.DeploymentList"));
         assert!(definitions.contains_key(LIST_META));
         let text =
@@ -344,5 +425,56 @@ mod tests {
                 .unwrap_or_else(|| panic!("odd reference {target}"));
             assert!(definitions.contains_key(name), "dangling reference to {name}");
         }
+    }
+
+    #[test]
+    fn schema_places_tell_atomic_maps_and_structs() {
+        let deployment = Schema::of_kind("apps", "v1", "Deployment");
+        let spec = deployment.field("spec");
+        assert!(spec.field("selector").is_atomic(), "a LabelSelector");
+        assert!(!spec.is_atomic());
+        assert!(
+            !spec
+                .field("template")
+                .field("metadata")
+                .field("labels")
+                .is_atomic()
+        );
+        let pod_spec = spec.field("template").field("spec");
+        assert!(
+            pod_spec.field("nodeSelector").is_atomic(),
+            "the field's own map-type"
+        );
+        let container = pod_spec.field("containers").items();
+        let value_from = container.field("env").items().field("valueFrom");
+        assert!(value_from.field("configMapKeyRef").is_atomic());
+        assert!(!value_from.is_atomic());
+        let meta = deployment.field("metadata");
+        assert!(meta.field("ownerReferences").items().is_atomic());
+        assert!(!meta.field("labels").field("app").is_atomic());
+        let volume = Schema::of_kind("", "v1", "PersistentVolume").field("spec");
+        assert!(
+            !volume.field("claimRef").is_atomic(),
+            "granular on the field, over its atomic type"
+        );
+        assert!(volume.field("cephfs").field("secretRef").is_atomic());
+        assert!(
+            Schema::of_kind("autoscaling", "v1", "HorizontalPodAutoscaler")
+                .field("spec")
+                .field("scaleTargetRef")
+                .is_atomic()
+        );
+        assert!(
+            !Schema::of_kind("autoscaling", "v2", "HorizontalPodAutoscaler")
+                .field("spec")
+                .field("scaleTargetRef")
+                .is_atomic()
+        );
+        assert!(
+            !Schema::of_kind("apps", "v9", "Deployment")
+                .field("spec")
+                .field("selector")
+                .is_atomic()
+        );
     }
 }

@@ -82,7 +82,7 @@ fn info() -> Value {
 
 /// The v2 document as JSON.
 fn v2_document(profile: Profile) -> Value {
-    let (kinds, definitions) = definitions::build();
+    let (kinds, definitions) = definitions::built();
     let mut paths = Map::new();
     for resource in flotilla_api::resources::served(profile) {
         for version in resource.versions {

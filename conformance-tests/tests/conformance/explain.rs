@@ -9,9 +9,17 @@
 //! That conversion changes three things, which the comparison undoes: optional fields get a `null` type, so the
 //! `null` is ignored; `apiVersion` and `kind` get an `enum` of the kind's values, so `enum` is ignored; and the
 //! definitions of `IntOrString` and `Quantity` are replaced by a bare `oneOf` of their types (no description, no
-//! format), so only those types are compared there.
+//! format, no extensions), so only those types are compared there.
+//! The conversion keeps the `x-kubernetes-*` extensions as kube's spec has them, under the same names and with
+//! the same values, on definitions and on fields (list-type, list-map-keys, map-type, patch-strategy,
+//! patch-merge-key, unions, group-version-kind, …), so every one of them is compared both ways on every field and
+//! every definition the walk from the served kinds reaches (not the list kinds, `Status` or `DeleteOptions`, which
+//! no kind refers to): one kube has and Flotilla lacks, one Flotilla has and kube lacks, and a different value are
+//! all differences. The one place they cannot be compared is the two stand-ins above, whose definitions the
+//! conversion replaced whole (kube's v2 spec gives `IntOrString` and `Quantity` a type and a format, no extension).
 //! The served types are those discovery lists (which `flotilla_api::resources::RESOURCES` decides), but for
-//! Flotilla's own group (`federation`), which kube has not.
+//! Flotilla's own group (`federation`), which kube has not, plus [`MEMBER_ONLY`] kinds, which a member cluster
+//! serves from the same definitions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -28,6 +36,10 @@ const DEFINITIONS: &str = "kubernetes_validate/kubernetes-json-schema/v1.33.0-lo
 
 /// The group of Flotilla's own kinds.
 const FEDERATION_GROUP: &str = "federation";
+
+/// Kinds served only by member clusters (`Profile::Member`), whose definitions every document carries all the
+/// same: (group-version, kind).
+const MEMBER_ONLY: &[(&str, &str)] = &[("v1", "Node")];
 
 /// Deep fields whose `kubectl explain` must print kube's descriptions: (resource, group-version, field path).
 const DEEP_FIELDS: &[(&str, &str, &str)] = &[
@@ -72,20 +84,31 @@ async fn served_schemas_match_kube_1_33_field_by_field() {
         visited: BTreeSet::new(),
         differences: Vec::new(),
     };
-    for (group_version, resources) in served(&server).await {
+    let mut kinds: BTreeMap<String, Vec<String>> = served(&server)
+        .await
+        .into_iter()
+        .map(|(group_version, resources)| (group_version, resources.into_iter().map(|r| r.kind).collect()))
+        .collect();
+    for (group_version, kind) in MEMBER_ONLY {
+        kinds
+            .get_mut(*group_version)
+            .unwrap_or_else(|| panic!("{group_version} is not served"))
+            .push((*kind).to_owned());
+    }
+    for (group_version, kinds) in kinds {
         let document = raw(&server, &format!("/openapi/v3/{}", document_path(&group_version))).await;
         let ours = document["components"]["schemas"]
             .as_object()
             .unwrap_or_else(|| panic!("{group_version}: no components.schemas"));
-        for resource in resources {
-            let root = format!("{} ({group_version})", resource.kind);
-            let Some(kube_name) = definition_of(&kube, &group_version, &resource.kind) else {
+        for kind in kinds {
+            let root = format!("{kind} ({group_version})");
+            let Some(kube_name) = definition_of(&kube, &group_version, &kind) else {
                 comparison
                     .differences
                     .push(format!("{root}: kube 1.33 has no such kind"));
                 continue;
             };
-            let Some(our_name) = definition_of(ours, &group_version, &resource.kind) else {
+            let Some(our_name) = definition_of(ours, &group_version, &kind) else {
                 comparison
                     .differences
                     .push(format!("{root}: no definition carries its group-version-kind"));
@@ -406,6 +429,16 @@ fn required(node: &Value) -> BTreeSet<&str> {
         .collect()
 }
 
+/// A node's `x-kubernetes-*` extensions, by name.
+fn extensions(node: &Value) -> BTreeMap<&str, &Value> {
+    node.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| name.starts_with("x-kubernetes-"))
+        .map(|(name, value)| (name.as_str(), value))
+        .collect()
+}
+
 /// A walk of kube's schemas beside Flotilla's, gathering every difference.
 struct Comparison<'a> {
     kube: &'a Map<String, Value>,
@@ -415,7 +448,7 @@ struct Comparison<'a> {
 }
 
 impl Comparison<'_> {
-    /// Compares the field at `path` (its description, the definition it refers to, its schema).
+    /// Compares the field at `path` (its description and extensions, the definition it refers to, its schema).
     fn field(&mut self, path: &str, kube: &Value, ours: &Value, our_definitions: &Map<String, Value>) {
         let kube_definitions = self.kube;
         let (kube_description, our_description) = (description(kube), description(ours));
@@ -426,6 +459,7 @@ impl Comparison<'_> {
                 our_description.as_deref().unwrap_or("(none)")
             ));
         }
+        self.extensions(path, kube, ours);
         match (reference(kube), reference(ours)) {
             (None, None) => self.schema(path, path, kube, ours, our_definitions),
             (Some(kube_name), Some(our_name)) if kube_name == our_name => {
@@ -456,6 +490,7 @@ impl Comparison<'_> {
                     description(kube_schema),
                     description(our_schema),
                 );
+                self.extensions(&label, kube_schema, our_schema);
                 self.schema(path, &label, kube_schema, our_schema, our_definitions);
             }
             (kube_name, our_name) => self.differences.push(format!(
@@ -511,6 +546,24 @@ impl Comparison<'_> {
                 (kube_inner, our_inner) => self.differences.push(format!(
                     "{label}: {key} is {kube_inner:?} in kube, {our_inner:?} here"
                 )),
+            }
+        }
+    }
+
+    /// Compares the `x-kubernetes-*` extensions of two nodes (a field's, or a definition's), each way.
+    fn extensions(&mut self, label: &str, kube: &Value, ours: &Value) {
+        let (kube, ours) = (extensions(kube), extensions(ours));
+        let names: BTreeSet<&str> = kube.keys().chain(ours.keys()).copied().collect();
+        for name in names {
+            let (kube_value, our_value) = (kube.get(name), ours.get(name));
+            if kube_value != our_value {
+                let show =
+                    |value: Option<&&Value>| value.map_or_else(|| "(none)".to_owned(), |v| v.to_string());
+                self.differences.push(format!(
+                    "{label}: {name}\n  kube: {}\n  ours: {}",
+                    show(kube_value),
+                    show(our_value)
+                ));
             }
         }
     }
