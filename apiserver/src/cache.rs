@@ -3,9 +3,10 @@
 //! `kubectl get -w` cost no storage watch of their own, and each event is decoded and serialised once.
 //!
 //! Unlike kube's one watch per resource, one storage list (every resource at one revision) and one storage
-//! watch on the whole prefix feed every resource's cache. So every write advances every cache's revision, and a
-//! client that watches a quiet resource from the revision of an unrelated write (`kubectl get -w` lists, then
-//! watches from the list's revision) is served at once instead of waiting for a progress notification.
+//! watch on the whole prefix feed every resource's cache. So every write advances every cache's revision (one
+//! revision, shared by all), and a client that watches a quiet resource from the revision of an unrelated write
+//! (`kubectl get -w` lists, then watches from the list's revision) is served at once instead of waiting for a
+//! progress notification.
 //!
 //! It serves WATCH (from any revision still in the history; older is 410 Expired), LIST with
 //! `resourceVersion=0` or `N` (not older than N), and GET with `resourceVersion=0`. Consistent reads (no
@@ -71,18 +72,52 @@ pub struct Cached {
 }
 
 impl Cached {
-    fn new(resource: &Resource, mut object: Value, revision: i64) -> Arc<Self> {
-        if let Some(map) = object.as_object_mut() {
-            map.remove("apiVersion");
-            map.remove("kind");
+    /// A stored object as the cache holds it, parsing only what the index needs: the top level, the metadata's
+    /// top level with its name, namespace and labels, and the fields a selector may name beyond them. The rest,
+    /// such as a ConfigMap's data, is copied as it is, not parsed and written again.
+    fn from_stored(
+        resource: &Resource,
+        stored: &[u8],
+        revision: i64,
+    ) -> Result<Arc<Self>, serde_json::Error> {
+        use serde_json::value::RawValue;
+        use std::borrow::Cow;
+        type Fields<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+        let mut top: Fields<'_> = serde_json::from_slice(stored)?;
+        top.remove("apiVersion");
+        top.remove("kind");
+        let mut metadata: Fields<'_> = match top.get("metadata") {
+            Some(raw) => serde_json::from_str(raw.get())?,
+            None => Fields::new(),
+        };
+        // What the index reads, as a partial object.
+        let mut partial = serde_json::Map::new();
+        let mut meta = serde_json::Map::new();
+        for field in ["name", "namespace", "labels"] {
+            if let Some(raw) = metadata.get(field) {
+                meta.insert(field.to_owned(), serde_json::from_str(raw.get())?);
+            }
         }
-        object::set_resource_version(&mut object, revision);
-        let item_json = Bytes::from(serde_json::to_vec(&object).expect("JSON serialises"));
-        Arc::new(Cached {
-            index: Index::of(&object, resource),
+        partial.insert("metadata".to_owned(), Value::Object(meta));
+        for field in object::selectable_fields(resource) {
+            let first = field.split('.').next().unwrap_or_default();
+            if first != "metadata"
+                && !partial.contains_key(first)
+                && let Some(raw) = top.get(first)
+            {
+                partial.insert(first.to_owned(), serde_json::from_str(raw.get())?);
+            }
+        }
+        let version = RawValue::from_string(format!("\"{revision}\""))?;
+        metadata.insert(Cow::Borrowed("resourceVersion"), &version);
+        let metadata = serde_json::value::to_raw_value(&metadata)?;
+        top.insert(Cow::Borrowed("metadata"), &metadata);
+        let item_json = Bytes::from(serde_json::to_vec(&top)?);
+        Ok(Arc::new(Cached {
+            index: Index::of(&Value::Object(partial), resource),
             item_json,
             revision,
-        })
+        }))
     }
 
     /// Appends the object with `apiVersion` and `kind` to `out` (splicing them in front of the item's fields).
@@ -160,11 +195,14 @@ pub struct ResourceCache {
     resource: &'static Resource,
     history_capacity: usize,
     state: RwLock<State>,
-    revision: watch::Sender<i64>,
+    /// The feed's revision, shared by every resource's cache: once it reads R, every event up to R has been
+    /// applied to the cache it belongs to. (One channel for all, so that a write notifies once, not once per
+    /// resource.)
+    feed: Arc<watch::Sender<i64>>,
 }
 
 impl ResourceCache {
-    fn new(resource: &'static Resource, history_capacity: usize) -> Self {
+    fn new(resource: &'static Resource, history_capacity: usize, feed: Arc<watch::Sender<i64>>) -> Self {
         let (events, _) = broadcast::channel(1024);
         ResourceCache {
             resource,
@@ -177,7 +215,7 @@ impl ResourceCache {
                 oldest: 0,
                 events,
             }),
-            revision: watch::Sender::new(0),
+            feed,
         }
     }
 
@@ -198,15 +236,33 @@ impl ResourceCache {
 
     /// [`ResourceCache::wait_for`], for at most `patience`.
     pub async fn wait_for_within(&self, revision: i64, patience: Duration) -> Result<(), CacheError> {
-        let mut seen = self.revision.subscribe();
+        let mut seen = self.feed.subscribe();
         let fresh = |current: &i64| *current >= revision.max(1);
         match tokio::time::timeout(patience, seen.wait_for(fresh)).await {
             Ok(Ok(_)) if self.read().ready => Ok(()),
             _ => Err(CacheError::TooLarge {
                 requested: revision,
-                current: *self.revision.borrow(),
+                current: *self.feed.borrow(),
             }),
         }
+    }
+
+    /// The revision the cache's contents are at: its own last change, or the feed's revision when that is newer
+    /// (every write in the store advances every resource). Read under the state lock: an event of this resource
+    /// cannot be applied meanwhile, and the feed never reports a revision before its event is applied.
+    fn revision_in(&self, state: &State) -> i64 {
+        state.revision.max(*self.feed.borrow())
+    }
+
+    /// Records that the feed reached `revision`.
+    fn advance_feed(&self, revision: i64) {
+        self.feed.send_if_modified(|current| {
+            let newer = revision > *current;
+            if newer {
+                *current = revision;
+            }
+            newer
+        });
     }
 
     /// The objects under `prefix` and the revision they are at (after [`ResourceCache::wait_for`]).
@@ -218,7 +274,7 @@ impl ResourceCache {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, v)| v.clone())
             .collect();
-        (items, state.revision)
+        (items, self.revision_in(&state))
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Cached>> {
@@ -258,7 +314,7 @@ impl ResourceCache {
         };
         Ok(Subscription {
             initial,
-            revision: state.revision,
+            revision: self.revision_in(&state),
             live,
         })
     }
@@ -274,22 +330,11 @@ impl ResourceCache {
         state.oldest = revision;
         state.ready = true;
         drop(state);
-        self.revision.send_replace(revision);
+        self.advance_feed(revision);
     }
 
     fn mark_stale(&self) {
         self.write().ready = false;
-    }
-
-    /// Records that the store reached `revision` with no change to this resource.
-    fn advance(&self, revision: i64) {
-        let mut state = self.write();
-        if revision <= state.revision {
-            return;
-        }
-        state.revision = revision;
-        drop(state);
-        self.revision.send_replace(revision);
     }
 
     fn apply(&self, event: CacheEvent) {
@@ -317,7 +362,7 @@ impl ResourceCache {
         let _ = state.events.send(event);
         let current = state.revision;
         drop(state);
-        self.revision.send_replace(current);
+        self.advance_feed(current);
     }
 }
 
@@ -330,11 +375,15 @@ pub struct Caches {
 impl Caches {
     /// Starts the one feeder of every cache; each keeps `history` past events.
     pub fn start(store: Arc<dyn Store>, prefix: &StoragePrefix, history: usize) -> Self {
+        let revision = Arc::new(watch::Sender::new(0));
         let by_resource: Vec<(String, Arc<ResourceCache>)> = RESOURCES
             .iter()
             .map(|resource| {
                 let key_prefix = collection_prefix(prefix, resource.group, resource.plural, None);
-                (key_prefix, Arc::new(ResourceCache::new(resource, history)))
+                (
+                    key_prefix,
+                    Arc::new(ResourceCache::new(resource, history, revision.clone())),
+                )
             })
             .collect();
         let caches = Caches { by_resource };
@@ -357,8 +406,8 @@ fn decode(resource: &Resource, kv: &KeyValue) -> Option<Arc<Cached>> {
 
 /// Decodes a stored object as of `revision` (a deletion reports the deleted object at the deletion's revision).
 fn decode_at(resource: &Resource, kv: &KeyValue, revision: i64) -> Option<Arc<Cached>> {
-    match serde_json::from_slice::<Value>(&kv.value) {
-        Ok(object) => Some(Cached::new(resource, object, revision)),
+    match Cached::from_stored(resource, &kv.value, revision) {
+        Ok(cached) => Some(cached),
         Err(err) => {
             tracing::error!(key = %kv.key, error = %err, "stored object is not JSON; left out of the cache");
             None
@@ -419,11 +468,12 @@ async fn list_and_watch(
             WatchEvent::Put { kv, prev } => match owner(&kv.key) {
                 Some(cache) => {
                     let (resource, key) = (cache.resource, kv.key.clone());
-                    let converted = decode(resource, &kv).map(|new| CacheEvent::Put {
-                        key,
-                        new,
-                        prev: prev.as_ref().and_then(|prev| decode(resource, prev)),
-                    });
+                    // The previous version is the one cached (decoding the store's copy again only when the cache
+                    // lacks it).
+                    let prev = prev
+                        .as_ref()
+                        .and_then(|prev| cache.get(&key).or_else(|| decode(resource, prev)));
+                    let converted = decode(resource, &kv).map(|new| CacheEvent::Put { key, new, prev });
                     (Some(cache), converted)
                 }
                 None => (None, None),
@@ -447,14 +497,14 @@ async fn list_and_watch(
                 continue;
             }
         };
-        for (_, cache) in caches {
-            match (&owner, &converted) {
-                (Some(owner), Some(_)) if Arc::ptr_eq(owner, cache) => {}
-                _ => cache.advance(revision),
+        match (owner, converted) {
+            (Some(owner), Some(event)) => owner.apply(event),
+            // Nothing of a served resource changed: every cache is at this revision all the same.
+            _ => {
+                if let Some((_, any)) = caches.first() {
+                    any.advance_feed(revision);
+                }
             }
-        }
-        if let (Some(owner), Some(event)) = (owner, converted) {
-            owner.apply(event);
         }
     }
     Ok(())
@@ -466,32 +516,50 @@ mod tests {
     use flotilla_api::resources::lookup;
     use serde_json::json;
 
+    fn served(plural: &str) -> &'static Resource {
+        lookup(flotilla_api::resources::Profile::Federation, "", "v1", plural).unwrap()
+    }
+
     fn cached(name: &str, revision: i64) -> Arc<Cached> {
-        Cached::new(
-            lookup(
-                flotilla_api::resources::Profile::Federation,
-                "",
-                "v1",
-                "configmaps",
-            )
-            .unwrap(),
-            json!({"metadata": {"name": name}}),
-            revision,
-        )
+        let stored = json!({"metadata": {"name": name}}).to_string();
+        Cached::from_stored(served("configmaps"), stored.as_bytes(), revision).unwrap()
+    }
+
+    #[test]
+    fn cached_objects_keep_everything_but_the_type_and_index_their_selectable_fields() {
+        let stored = json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "web.1", "namespace": "shop", "labels": {"app": "web"},
+                "managedFields": [{"manager": "m", "fieldsV1": {"f:reason": {}}}]},
+            "involvedObject": {"kind": "Deployment", "name": "web", "uid": "u"},
+            "reason": "Scaled", "source": {"component": "flotilla"}, "message": "a \"quoted\" é"});
+        let cached = Cached::from_stored(served("events"), stored.to_string().as_bytes(), 42).unwrap();
+        let item: Value = serde_json::from_slice(&cached.item_json).unwrap();
+        let mut expected = stored.clone();
+        expected.as_object_mut().unwrap().remove("apiVersion");
+        expected.as_object_mut().unwrap().remove("kind");
+        expected["metadata"]["resourceVersion"] = json!("42");
+        assert_eq!(item, expected);
+        assert_eq!(
+            cached.index.labels,
+            BTreeMap::from([("app".to_owned(), "web".to_owned())])
+        );
+        for (field, value) in [
+            ("metadata.name", "web.1"),
+            ("metadata.namespace", "shop"),
+            ("involvedObject.kind", "Deployment"),
+            ("involvedObject.uid", "u"),
+            ("involvedObject.fieldPath", ""),
+            ("reason", "Scaled"),
+            ("source", "flotilla"),
+        ] {
+            assert_eq!(cached.index.field(field), Some(value), "{field}");
+        }
+        assert!(Cached::from_stored(served("events"), b"{not json", 1).is_err());
     }
 
     #[tokio::test(start_paused = true)]
     async fn watches_resume_from_history_and_expire_past_it() {
-        let cache = ResourceCache::new(
-            lookup(
-                flotilla_api::resources::Profile::Federation,
-                "",
-                "v1",
-                "configmaps",
-            )
-            .unwrap(),
-            10,
-        );
+        let cache = ResourceCache::new(served("configmaps"), 10, Arc::new(watch::Sender::new(0)));
         cache.reset(BTreeMap::from([("/r/cm/ns/a".to_owned(), cached("a", 5))]), 5);
         cache.apply(CacheEvent::Put {
             key: "/r/cm/ns/b".to_owned(),
