@@ -239,6 +239,67 @@ struct Figures {
     watch_delivered: usize,
     objects: usize,
     full_rss: f64,
+    /// CPU time per create (µs): of the server (the apiserver; none for raw etcd-client), of etcd, and of this
+    /// process, the load generator.
+    create_cpu: Cpu,
+}
+
+/// CPU time per operation of each process, in microseconds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    server: f64,
+    etcd: f64,
+    client: f64,
+}
+
+impl Cpu {
+    fn total(&self) -> f64 {
+        self.server + self.etcd + self.client
+    }
+}
+
+/// User plus system CPU time a process has used, in seconds (`/proc/PID/stat`, in clock ticks of 10 ms).
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are the 14th and 15th fields; the slice starts at the 3rd.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU time of the server (if any), etcd (if any) and this process, for [`Cpu`] per operation.
+#[derive(Clone, Copy, Debug)]
+struct CpuMark {
+    server: f64,
+    etcd: f64,
+    client: f64,
+}
+
+impl CpuMark {
+    fn now(server: Option<u32>, etcd: Option<u32>) -> Self {
+        CpuMark {
+            server: server.map_or(0.0, |pid| cpu_seconds(Some(pid))),
+            etcd: etcd.map_or(0.0, |pid| cpu_seconds(Some(pid))),
+            client: cpu_seconds(None),
+        }
+    }
+
+    fn per_operation(&self, later: &CpuMark, operations: usize) -> Cpu {
+        let micros = |from: f64, to: f64| (to - from) * 1e6 / operations as f64;
+        Cpu {
+            server: micros(self.server, later.server),
+            etcd: micros(self.etcd, later.etcd),
+            client: micros(self.client, later.client),
+        }
+    }
 }
 
 /// Watchers per HTTP/2 connection (as informers, each client has its own connection).
@@ -286,10 +347,14 @@ async fn watcher(
 
 async fn measure(
     binary: &std::path::Path,
-    etcd: Option<&str>,
+    etcd: Option<(&str, Option<u32>)>,
     objects: usize,
     watchers_n: usize,
 ) -> Result<Figures> {
+    let (etcd, etcd_pid) = match etcd {
+        Some((endpoint, pid)) => (Some(endpoint), pid),
+        None => (None, None),
+    };
     let (server, ready) = Server::start(binary, etcd).await?;
     let server = Arc::new(server);
     let mut figures = Figures {
@@ -313,6 +378,8 @@ async fn measure(
     }
     eprintln!("  creates…");
     let s = server.clone();
+    let server_pid = Some(server.child.id());
+    let before = CpuMark::now(server_pid, etcd_pid);
     (figures.creates, _) = load(CREATES, CONCURRENCY, move |i| {
         let s = s.clone();
         async move {
@@ -324,6 +391,7 @@ async fn measure(
         }
     })
     .await?;
+    figures.create_cpu = before.per_operation(&CpuMark::now(server_pid, etcd_pid), CREATES);
 
     let gets_of = |n: usize, concurrency: usize| {
         let s = server.clone();
@@ -429,11 +497,12 @@ async fn measure(
 
 /// Raw etcd-client: creates (compare-and-swap put) and gets at the same concurrency, and a range of 10k keys (as
 /// `list_storage_ms`); the other figures stay zero.
-async fn raw_etcd(endpoint: &str) -> Result<Figures> {
+async fn raw_etcd(endpoint: &str, etcd_pid: Option<u32>) -> Result<Figures> {
     let client = etcd_client::Client::connect([endpoint], None).await?;
     let kv = client.kv_client().max_decoding_message_size(256 << 20);
     let epoch = Instant::now();
     eprintln!("  creates…");
+    let before = CpuMark::now(None, etcd_pid);
     let k = kv.clone();
     let (creates, _) = load(CREATES, CONCURRENCY, move |i| {
         let mut k = k.clone();
@@ -448,6 +517,7 @@ async fn raw_etcd(endpoint: &str) -> Result<Figures> {
         }
     })
     .await?;
+    let create_cpu = before.per_operation(&CpuMark::now(None, etcd_pid), CREATES);
     let gets_of = |n: usize, concurrency: usize| {
         let k = kv.clone();
         load(n, concurrency, move |i| {
@@ -481,6 +551,7 @@ async fn raw_etcd(endpoint: &str) -> Result<Figures> {
         single_p50: percentile(&single, 0.5),
         single_p99: percentile(&single, 0.99),
         list_storage_ms: median(times),
+        create_cpu,
         ..Figures::default()
     })
 }
@@ -505,14 +576,14 @@ async fn main() -> Result<()> {
     }
     let etcd = tokio::task::spawn_blocking(EtcdServer::start).await??;
     eprintln!("raw etcd…");
-    let raw = raw_etcd(&etcd.endpoint()).await?;
+    let raw = raw_etcd(&etcd.endpoint(), etcd.pid()).await?;
     eprintln!("apiserver on the embedded store…");
     let embedded = measure(&binary, None, objects, watchers).await?;
     let on_etcd = if only_embedded {
         Figures::default()
     } else {
         eprintln!("apiserver on etcd…");
-        measure(&binary, Some(&etcd.endpoint()), objects, watchers).await?
+        measure(&binary, Some((&etcd.endpoint(), etcd.pid())), objects, watchers).await?
     };
 
     println!(
@@ -632,6 +703,37 @@ async fn main() -> Result<()> {
     );
     let holding = format!("RSS holding {} ConfigMaps", embedded.objects);
     row(&holding, None, on_etcd.full_rss, embedded.full_rss, "MiB", false);
+    // Where a create's CPU goes: on 2 saturated cores, throughput is the inverse of the total, so the total's
+    // ratio is the create ratio the machine allows, steadier than the throughput of one noisy run.
+    let cpu_row = |name: &str, raw_cell: String, baseline: Option<f64>, of: &dyn Fn(&Cpu) -> f64| {
+        let ratio = |x: f64| baseline.map_or("–".to_owned(), |base| format!("{:.2}×", base / x));
+        let (etcd_value, embedded_value) = (of(&on_etcd.create_cpu), of(&embedded.create_cpu));
+        println!(
+            "| {name} | {raw_cell} | {etcd_value:.1} µs | {} | {embedded_value:.1} µs | {} |",
+            ratio(etcd_value),
+            ratio(embedded_value),
+        );
+    };
+    let raw_cpu = raw.create_cpu;
+    cpu_row("CPU per create: apiserver", "–".to_owned(), None, &|c| c.server);
+    cpu_row(
+        "CPU per create: etcd",
+        format!("{:.1} µs", raw_cpu.etcd),
+        None,
+        &|c| c.etcd,
+    );
+    cpu_row(
+        "CPU per create: load generator",
+        format!("{:.1} µs", raw_cpu.client),
+        None,
+        &|c| c.client,
+    );
+    cpu_row(
+        "CPU per create: all three",
+        format!("{:.1} µs", raw_cpu.total()),
+        Some(raw_cpu.total()),
+        &Cpu::total,
+    );
     println!();
     let expected = watchers * WATCHED_WRITES;
     println!(

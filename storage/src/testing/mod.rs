@@ -50,6 +50,11 @@ impl EtcdServer {
         Ok(server)
     }
 
+    /// The etcd process's id, for measuring what it costs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The client URL, for `--etcd-servers`.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
