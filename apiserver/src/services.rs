@@ -14,9 +14,13 @@
 //! client leaves them out (kube's `patchAllocatedValues`) and drops them when the type no longer needs them
 //! (`dropTypeDependentFields`).
 //!
-//! Values are released by [`run_releaser`]: when a Service is deleted or stops holding them (from the watch
-//! cache's events), and by a repair pass every minute that frees keys no Service holds on two passes in a row
-//! (a create that crashed between claiming and writing), as kube's repair controllers do.
+//! A request that fails for sure gives its claims back at once; one whose outcome is unknown (etcd did not
+//! answer) keeps them. A write that drops values (a delete, a type change) releases them right after, and
+//! [`run_releaser`] does the same from the watch cache's events, for the deletions no request makes (a
+//! namespace's contents, garbage collection) and other apiserver replicas' writes: a claim is released only if
+//! it was made before the write that dropped it. A repair pass every minute, as kube's repair controllers, frees
+//! keys no Service holds on two passes in a row (a create that crashed between its claims and its write, a
+//! release missed while the cache relisted) and claims again values a Service holds without a key.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -204,9 +208,14 @@ fn cluster_ip(spec: &Value) -> Option<&str> {
         .filter(|ip| !ip.is_empty())
 }
 
-/// kube's `needsClusterIP`: every type but ExternalName, unless headless.
+/// kube's `needsClusterIP`: every type but ExternalName (a headless Service's `None` is kept like an address).
+fn has_cluster_ip(spec: &Value) -> bool {
+    service_type(spec) != "ExternalName"
+}
+
+/// Whether an address is to be allocated: not for ExternalName, not for a headless Service.
 fn needs_cluster_ip(spec: &Value) -> bool {
-    service_type(spec) != "ExternalName" && cluster_ip(spec) != Some("None")
+    has_cluster_ip(spec) && cluster_ip(spec) != Some("None")
 }
 
 /// kube's `needsNodePort`: NodePort, and LoadBalancer unless `allocateLoadBalancerNodePorts` is false.
@@ -272,7 +281,7 @@ pub fn keep_allocated(new: &mut Value, old: &Value) {
         return;
     };
     let new_spec = Value::Object(spec.clone());
-    if needs_cluster_ip(old_spec) && needs_cluster_ip(&new_spec) {
+    if has_cluster_ip(old_spec) && has_cluster_ip(&new_spec) {
         if cluster_ip(&new_spec).is_none()
             && let Some(ip) = old_spec.get("clusterIP")
         {
@@ -285,7 +294,7 @@ pub fn keep_allocated(new: &mut Value, old: &Value) {
         if no_ips && let Some(ips) = old_spec.get("clusterIPs") {
             spec.insert("clusterIPs".to_owned(), ips.clone());
         }
-    } else if !needs_cluster_ip(&new_spec) && service_type(&new_spec) == "ExternalName" {
+    } else if !has_cluster_ip(&new_spec) {
         for field in ["clusterIP", "clusterIPs"] {
             if spec.get(field) == old_spec.get(field) {
                 spec.remove(field);
@@ -303,18 +312,28 @@ pub fn keep_allocated(new: &mut Value, old: &Value) {
         .unwrap_or_default();
     let keep_ports = needs_node_ports(old_spec) && needs_node_ports(&new_spec);
     let drop_ports = !needs_node_ports(&new_spec);
+    let node_ports_of = |spec: &Value| -> BTreeSet<u16> {
+        let ports = spec.get("ports").and_then(Value::as_array).into_iter().flatten();
+        ports.filter_map(|p| port_number(p.get("nodePort"))).collect()
+    };
+    // Node ports the new spec keeps by number cannot go to another port.
+    let used: BTreeSet<u16> = node_ports_of(old_spec)
+        .intersection(&node_ports_of(&new_spec))
+        .copied()
+        .collect();
     if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-        let single = ports.len() == 1 && old_ports.len() == 1;
         for port in ports.iter_mut().filter_map(Value::as_object_mut) {
-            // The old port this one continues: the same name, or the only port before and after.
+            // The old port this one continues: the one of the same name.
             let before = old_ports
                 .iter()
-                .find(|old| single || old.get("name") == port.get("name"))
+                .find(|old| old.get("name") == port.get("name"))
                 .and_then(|old| old.get("nodePort"))
                 .filter(|p| port_number(Some(p)).is_some());
             let asked = port_number(port.get("nodePort"));
             if keep_ports && asked.is_none() {
-                if let Some(before) = before {
+                if let Some(before) =
+                    before.filter(|p| port_number(Some(p)).is_some_and(|p| !used.contains(&p)))
+                {
                     port.insert("nodePort".to_owned(), before.clone());
                 }
             } else if drop_ports && asked.is_some() && port.get("nodePort") == before {
@@ -383,17 +402,17 @@ impl Allocator {
             .map(Claim::NodePort)
     }
 
-    /// The values every cached Service holds, and by whom.
-    fn held(&self) -> HashMap<Claim, Owner> {
+    /// The values every cached Service holds, and by whom (for the repair pass: it parses every Service).
+    fn held(&self) -> HashMap<Claim, Vec<Owner>> {
         let (services, _) = self.services.list("");
-        let mut held = HashMap::new();
+        let mut held: HashMap<Claim, Vec<Owner>> = HashMap::new();
         for cached in services {
             let Ok(service) = serde_json::from_slice::<Value>(&cached.item_json) else {
                 continue;
             };
             let owner = Owner::of(&service);
             for claim in claims_of(&service) {
-                held.insert(claim, owner.clone());
+                held.entry(claim).or_default().push(owner.clone());
             }
         }
         held
@@ -436,20 +455,26 @@ impl Allocator {
             return Ok(());
         };
         let snapshot = Value::Object(spec.clone());
-        let mut held: Option<HashMap<Claim, Owner>> = None;
         // `value` as kube's messages print it (a Go value).
         let invalid = |field: String, value: String, message: String| ApiError::Invalid {
             subject: subject.clone(),
             causes: vec![Cause {
                 kind: "FieldValueInvalid",
-                field: field.clone(),
+                field,
                 message: format!("Invalid value: {value}: {message}"),
             }],
         };
+        let ip_range = self.ranges.cluster_ips;
+        let port_range = self.ranges.node_ports;
+        let port_candidates = || {
+            let (upper, lower) = port_range.bands();
+            scan(upper, random())
+                .chain(scan(lower, random()))
+                .map(|p| Claim::NodePort(p as u16))
+        };
 
         if needs_cluster_ip(&snapshot) {
-            let asked = cluster_ip(&snapshot).map(str::to_owned);
-            let ip = match asked {
+            let ip = match cluster_ip(&snapshot) {
                 Some(ip)
                     if ip
                         .parse()
@@ -458,7 +483,7 @@ impl Allocator {
                     None
                 }
                 Some(text) => {
-                    let fail = |reason: &str| {
+                    let refuse = |reason: &str| {
                         invalid(
                             "spec.clusterIPs".to_owned(),
                             format!("[]string{{{}}}", json!(text)),
@@ -467,36 +492,24 @@ impl Allocator {
                     };
                     let ip: Ipv4Addr = text
                         .parse()
-                        .map_err(|_| fail("IPv6 service addresses are not supported"))?;
-                    if self.ranges.cluster_ips.index_of(ip).is_none() {
-                        return Err(fail("the provided network does not match the current range"));
+                        .map_err(|_| refuse("IPv6 service addresses are not supported"))?;
+                    if ip_range.index_of(ip).is_none() {
+                        return Err(refuse("the provided network does not match the current range"));
                     }
-                    if !dry_run && !self.claim(Claim::ClusterIp(ip), owner, claims).await? {
-                        return Err(fail("provided IP is already allocated"));
-                    }
+                    let taken = || refuse("provided IP is already allocated");
+                    self.claim_asked(Claim::ClusterIp(ip), taken, dry_run, owner, claims)
+                        .await?;
                     Some(ip)
                 }
                 None => {
-                    let held = held.get_or_insert_with(|| self.held());
-                    let range = self.ranges.cluster_ips;
-                    let (upper, lower) = range.bands();
-                    let candidates = scan(upper, random()).chain(scan(lower, random()));
-                    let picked = self
-                        .pick(
-                            candidates.map(|i| Claim::ClusterIp(range.at(i))),
-                            held,
-                            dry_run,
-                            owner,
-                            claims,
-                        )
-                        .await?;
-                    let Some(Claim::ClusterIp(ip)) = picked else {
-                        return Err(ApiError::Internal(
-                            "Internal error occurred: failed to allocate a serviceIP: range is full"
-                                .to_owned(),
-                        ));
-                    };
-                    Some(ip)
+                    let (upper, lower) = ip_range.bands();
+                    let candidates = scan(upper, random())
+                        .chain(scan(lower, random()))
+                        .map(|i| Claim::ClusterIp(ip_range.at(i)));
+                    match self.pick(candidates, dry_run, owner, claims).await? {
+                        Some(Claim::ClusterIp(ip)) => Some(ip),
+                        _ => return Err(range_full("a serviceIP")),
+                    }
                 }
             };
             if let Some(ip) = ip {
@@ -524,23 +537,15 @@ impl Allocator {
                     !held_before.contains(&Claim::NodePort(asked)) && assigned.get(&number) != Some(&asked);
                 if fresh {
                     let field = format!("spec.ports[{i}].nodePort");
-                    if !self.ranges.node_ports.contains(asked) {
-                        return Err(invalid(
-                            field,
-                            asked.to_string(),
-                            format!(
-                                "provided port is not in the valid range. The range of valid ports is {}",
-                                self.ranges.node_ports
-                            ),
-                        ));
+                    let refuse = |reason: &str| invalid(field.clone(), asked.to_string(), reason.to_owned());
+                    if !port_range.contains(asked) {
+                        return Err(refuse(&format!(
+                            "provided port is not in the valid range. The range of valid ports is {port_range}"
+                        )));
                     }
-                    if !dry_run && !self.claim(Claim::NodePort(asked), owner, claims).await? {
-                        return Err(invalid(
-                            field,
-                            asked.to_string(),
-                            "provided port is already allocated".to_owned(),
-                        ));
-                    }
+                    let taken = || refuse("provided port is already allocated");
+                    self.claim_asked(Claim::NodePort(asked), taken, dry_run, owner, claims)
+                        .await?;
                 }
                 assigned.insert(number, asked);
             }
@@ -551,7 +556,10 @@ impl Allocator {
                 let number = port.get("port").and_then(Value::as_u64).unwrap_or_default();
                 let node_port = match assigned.get(&number) {
                     Some(shared) => *shared,
-                    None => self.pick_port(&mut held, dry_run, owner, claims).await?,
+                    None => match self.pick(port_candidates(), dry_run, owner, claims).await? {
+                        Some(Claim::NodePort(port)) => port,
+                        _ => return Err(range_full("a nodePort")),
+                    },
                 };
                 assigned.insert(number, node_port);
                 node_ports.push((i, node_port));
@@ -569,73 +577,78 @@ impl Allocator {
             match port_number(snapshot.get("healthCheckNodePort")) {
                 Some(port) if held_before.contains(&Claim::NodePort(port)) => {}
                 Some(port) => {
-                    let fail = |reason: &str| {
+                    let refuse = |reason: &str| {
                         ApiError::Internal(format!(
                             "Internal error occurred: failed to allocate requested HealthCheck NodePort {port}: {reason}"
                         ))
                     };
-                    if !self.ranges.node_ports.contains(port) {
-                        return Err(fail("provided port is not in the valid range"));
+                    if !port_range.contains(port) {
+                        return Err(refuse("provided port is not in the valid range"));
                     }
-                    if !dry_run && !self.claim(Claim::NodePort(port), owner, claims).await? {
-                        return Err(fail("provided port is already allocated"));
+                    let taken = || refuse("provided port is already allocated");
+                    self.claim_asked(Claim::NodePort(port), taken, dry_run, owner, claims)
+                        .await?;
+                }
+                None => match self.pick(port_candidates(), dry_run, owner, claims).await? {
+                    Some(Claim::NodePort(port)) => {
+                        spec.insert("healthCheckNodePort".to_owned(), json!(port));
                     }
-                }
-                None => {
-                    let port = self.pick_port(&mut held, dry_run, owner, claims).await?;
-                    spec.insert("healthCheckNodePort".to_owned(), json!(port));
-                }
+                    _ => return Err(range_full("a HealthCheck NodePort")),
+                },
             }
         }
         Ok(())
     }
 
-    async fn pick_port(
+    /// Claims a value the request asked for by name (with `dry_run`, only checks that it is free); `taken` is
+    /// the refusal when it is not.
+    async fn claim_asked(
         &self,
-        held: &mut Option<HashMap<Claim, Owner>>,
+        claim: Claim,
+        taken: impl FnOnce() -> ApiError,
         dry_run: bool,
         owner: &Owner,
         claims: &mut Claims,
-    ) -> Result<u16, ApiError> {
-        let held = held.get_or_insert_with(|| self.held());
-        let (upper, lower) = self.ranges.node_ports.bands();
-        let candidates = scan(upper, random()).chain(scan(lower, random()));
-        let picked = self
-            .pick(
-                candidates.map(|p| Claim::NodePort(p as u16)),
-                held,
-                dry_run,
-                owner,
-                claims,
-            )
-            .await?;
-        match picked {
-            Some(Claim::NodePort(port)) => Ok(port),
-            _ => Err(ApiError::Internal(
-                "Internal error occurred: failed to allocate a nodePort: range is full".to_owned(),
-            )),
-        }
+    ) -> Result<(), ApiError> {
+        let free = if dry_run {
+            self.is_free(claim).await?
+        } else {
+            self.claim(claim, owner, claims).await?
+        };
+        if free { Ok(()) } else { Err(taken()) }
     }
 
-    /// The first candidate no cached Service holds and no other request claimed meanwhile.
+    /// The first candidate free in storage, claimed for `owner` (with `dry_run`, only found). The claim keys
+    /// decide: a create of the key either wins the value or finds it taken.
     async fn pick(
         &self,
         candidates: impl Iterator<Item = Claim>,
-        held: &mut HashMap<Claim, Owner>,
         dry_run: bool,
         owner: &Owner,
         claims: &mut Claims,
     ) -> Result<Option<Claim>, ApiError> {
         for candidate in candidates {
-            if held.contains_key(&candidate) || claims.0.contains(&candidate) {
+            if claims.0.contains(&candidate) {
                 continue;
             }
-            if dry_run || self.claim(candidate, owner, claims).await? {
-                held.insert(candidate, owner.clone());
+            let won = if dry_run {
+                self.is_free(candidate).await?
+            } else {
+                self.claim(candidate, owner, claims).await?
+            };
+            if won {
                 return Ok(Some(candidate));
             }
         }
         Ok(None)
+    }
+
+    async fn is_free(&self, claim: Claim) -> Result<bool, ApiError> {
+        match self.store.get(&self.key(claim)).await {
+            Ok(_) => Ok(false),
+            Err(StoreError::NotFound { .. }) => Ok(true),
+            Err(err) => Err(unavailable(&err)),
+        }
     }
 
     /// Claims one value for `owner`; false when it is taken.
@@ -647,13 +660,12 @@ impl Allocator {
                 Ok(true)
             }
             Err(StoreError::AlreadyExists { .. }) => Ok(false),
-            Err(err) => Err(ApiError::Unavailable(format!(
-                "cannot allocate for the service: {err}"
-            ))),
+            Err(err) => Err(unavailable(&err)),
         }
     }
 
-    /// Gives back what a failed request claimed.
+    /// Gives back what a request claimed, after its write failed for sure (a write whose outcome is unknown
+    /// keeps its claims: the repair pass frees them if the Service was not written after all).
     pub async fn release(&self, claims: Claims) {
         for claim in claims.0 {
             if let Err(err) = self.store.delete(&self.key(claim), None).await
@@ -664,41 +676,65 @@ impl Allocator {
         }
     }
 
-    /// Releases `claim` if it still names `owner` and no Service holds it now.
-    async fn release_unheld(&self, claim: Claim, owner: &Owner) {
+    /// After a write of a Service at `revision` (an update, or its deletion with `new` `None`): gives back what
+    /// `old` held and `new` does not.
+    pub async fn release_dropped(&self, old: &Value, new: Option<&Value>, revision: Revision) {
+        let kept = new.map(claims_of).unwrap_or_default();
+        let owner = Owner::of(old);
+        for claim in claims_of(old).difference(&kept) {
+            self.release_before(*claim, &owner, revision).await;
+        }
+    }
+
+    /// Releases `claim` if `owner` claimed it before `revision`, when a write of that Service dropped it: a claim
+    /// made since (by a Service of the same name, or by it again) stays.
+    async fn release_before(&self, claim: Claim, owner: &Owner, revision: Revision) {
         let key = self.key(claim);
         let Ok(kv) = self.store.get(&key).await else {
             return;
         };
-        if serde_json::from_slice::<Owner>(&kv.value).ok().as_ref() != Some(owner) {
-            return;
-        }
-        if self.held().get(&claim) == Some(owner) {
+        if kv.create_revision >= revision
+            || serde_json::from_slice::<Owner>(&kv.value).ok().as_ref() != Some(owner)
+        {
             return;
         }
         let _ = self.store.delete(&key, Some(kv.mod_revision)).await;
     }
 
-    /// One repair pass: the keys no Service holds, to delete when the next pass finds them unchanged.
+    /// One repair pass, as kube's repair controllers: keys no Service holds are released when the next pass
+    /// finds them unchanged (`suspects`: a create may be between its claim and its write), and values a Service
+    /// holds without a key (a write whose answer was lost after its claims were given back) are claimed again.
     async fn repair(&self, suspects: &mut HashMap<String, Revision>) {
         let mut keys = Vec::new();
+        let mut listed_at = Revision::ZERO;
         for family in ["serviceips", "servicenodeports"] {
             let prefix = format!("{}/flotilla/{family}/", self.prefix);
             match flotilla_storage::list_all(self.store.as_ref(), &prefix, None).await {
-                Ok((items, _)) => keys.extend(items),
+                Ok((items, revision)) => {
+                    keys.extend(items);
+                    listed_at = listed_at.max(revision);
+                }
                 Err(err) => {
                     tracing::debug!(error = %err, "cannot list service allocations; repair later");
                     return;
                 }
             }
         }
+        // The Services as of the keys' listing, or newer.
+        if self.services.wait_for(listed_at.get()).await.is_err() {
+            return;
+        }
         let held = self.held();
         let mut next = HashMap::new();
+        let mut keyed = std::collections::HashSet::new();
         for kv in keys {
             let owner = serde_json::from_slice::<Owner>(&kv.value).ok();
             let claim = self.claim_of_key(&kv.key);
-            let holds = claim.is_some_and(|c| owner.is_some() && held.get(&c) == owner.as_ref());
-            if holds {
+            if let Some(claim) = claim {
+                keyed.insert(claim);
+            }
+            let holders = claim.and_then(|c| held.get(&c));
+            if holders.is_some_and(|h| owner.as_ref().is_some_and(|o| h.contains(o))) {
                 continue;
             }
             if suspects.get(&kv.key) == Some(&kv.mod_revision) {
@@ -709,13 +745,42 @@ impl Allocator {
             }
         }
         *suspects = next;
+        for (claim, holders) in held {
+            if holders.len() > 1 {
+                tracing::warn!(?claim, services = ?holders, "several Services hold one value");
+            }
+            if !keyed.contains(&claim) && self.in_range(claim) {
+                let mut claims = Claims::default();
+                if let Ok(true) = self.claim(claim, &holders[0], &mut claims).await {
+                    tracing::info!(?claim, service = ?holders[0], "claimed a value a Service held without a claim");
+                }
+            }
+        }
     }
+
+    fn in_range(&self, claim: Claim) -> bool {
+        match claim {
+            Claim::ClusterIp(ip) => self.ranges.cluster_ips.index_of(ip).is_some(),
+            Claim::NodePort(port) => self.ranges.node_ports.contains(port),
+        }
+    }
+}
+
+fn unavailable(err: &StoreError) -> ApiError {
+    ApiError::Unavailable(format!("cannot allocate for the service: {err}"))
+}
+
+fn range_full(what: &str) -> ApiError {
+    ApiError::Internal(format!(
+        "Internal error occurred: failed to allocate {what}: range is full"
+    ))
 }
 
 /// How often the repair pass runs; a leaked value is released on the second pass that finds it.
 const REPAIR_PERIOD: Duration = Duration::from_secs(60);
 
-/// Releases what deleted and changed Services no longer hold, and repairs leaks; runs until dropped.
+/// Releases what deleted and changed Services no longer hold (also after writes by other apiserver replicas, and
+/// deletions by the namespace and garbage collection), and repairs leaks; runs until dropped.
 pub async fn run_releaser(allocator: Arc<Allocator>) {
     let mut suspects = HashMap::new();
     let mut repair = tokio::time::interval(REPAIR_PERIOD);
@@ -755,11 +820,8 @@ async fn release_after(allocator: &Allocator, event: &CacheEvent) {
         CacheEvent::Delete { prev, .. } => (parse(&prev.item_json), None),
         _ => return,
     };
-    let still = after.as_ref().map(claims_of).unwrap_or_default();
-    let owner = Owner::of(&before);
-    for claim in claims_of(&before).difference(&still) {
-        allocator.release_unheld(*claim, &owner).await;
-    }
+    let revision = Revision(event.revision());
+    allocator.release_dropped(&before, after.as_ref(), revision).await;
 }
 
 /// The indices of `range` from `start` (taken modulo its length) on, wrapping around.
@@ -854,6 +916,21 @@ mod tests {
         keep_allocated(&mut external, &old);
         assert!(external["spec"].get("clusterIP").is_none());
         assert!(external["spec"].get("ipFamilies").is_none());
+        // A headless Service stays headless when the client leaves `clusterIP` out.
+        let headless = json!({"spec": {"clusterIP": "None", "clusterIPs": ["None"], "ports": [{"port": 5432}]}});
+        let mut again = json!({"spec": {"ports": [{"port": 5432}]}});
+        keep_allocated(&mut again, &headless);
+        assert_eq!(again["spec"]["clusterIP"], "None");
+        assert_eq!(again["spec"]["clusterIPs"], json!(["None"]));
+        // Ports are matched by name only, and a node port another port now asks for by number is not copied.
+        let mut renamed = json!({"spec": {"type": "NodePort",
+            "ports": [{"name": "web", "port": 80}, {"name": "https", "port": 443, "nodePort": 30080}]}});
+        keep_allocated(&mut renamed, &old);
+        assert!(renamed["spec"]["ports"][0].get("nodePort").is_none(), "{renamed}");
+        let mut taken = json!({"spec": {"type": "NodePort",
+            "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443, "nodePort": 30080}]}});
+        keep_allocated(&mut taken, &old);
+        assert!(taken["spec"]["ports"][0].get("nodePort").is_none(), "{taken}");
         // A node port the client changed on purpose stays for validation to judge.
         let mut changed = old.clone();
         changed["spec"]["type"] = json!("ClusterIP");

@@ -212,12 +212,15 @@ async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Valu
         drop(allocate(ctx, &mut object, None, true).await?);
         return Ok(object);
     }
+    let unallocated = generate.is_some().then(|| object.clone());
     for _ in 0..3 {
         // Allocated after the managers are recorded: like kube's, allocated values belong to no manager.
         let claims = allocate(ctx, &mut object, None, false).await?;
         let name = meta_str(&object, "name").unwrap_or_default().to_owned();
         let result = ctx.server.store.create(&ctx.key(&name), encode(&object)).await;
-        if result.is_err() {
+        if let Err(err) = &result
+            && not_written(err)
+        {
             ctx.server.services.release(claims).await;
         }
         match result {
@@ -226,6 +229,10 @@ async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Valu
                 return Ok(object);
             }
             Err(flotilla_storage::Error::AlreadyExists { .. }) if generate.is_some() => {
+                // Another name, and the allocation again from scratch.
+                if let Some(unallocated) = &unallocated {
+                    object = unallocated.clone();
+                }
                 let base = generate.as_deref().unwrap_or_default();
                 object::metadata_mut(&mut object)
                     .insert("name".to_owned(), Value::String(object::generate_name(base)));
@@ -364,6 +371,12 @@ async fn update_with(
             ctx.server.services.release(claims).await;
             match ctx.server.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(deleted) => {
+                    if is_services(ctx.resource) {
+                        ctx.server
+                            .services
+                            .release_dropped(&current, None, deleted.revision)
+                            .await;
+                    }
                     object::set_resource_version(&mut new, deleted.revision.get());
                     return Ok(new);
                 }
@@ -372,11 +385,19 @@ async fn update_with(
             }
         }
         let result = ctx.server.store.update(&key, encode(&new), kv.mod_revision).await;
-        if result.is_err() {
+        if let Err(err) = &result
+            && not_written(err)
+        {
             ctx.server.services.release(claims).await;
         }
         match result {
             Ok(revision) => {
+                if is_services(ctx.resource) && ctx.subresource.is_none() {
+                    ctx.server
+                        .services
+                        .release_dropped(&current, Some(&new), revision)
+                        .await;
+                }
                 object::set_resource_version(&mut new, revision.get());
                 return Ok(match ctx.subresource {
                     Some(Subresource::Scale) => scale_of(&new),
@@ -395,6 +416,15 @@ async fn update_with(
 
 fn is_services(resource: &Resource) -> bool {
     resource.group.is_empty() && resource.plural == "services"
+}
+
+/// Whether a failed write surely did not happen (its claims can go back): etcd answered, refusing it. A write
+/// etcd did not answer may have been applied.
+fn not_written(err: &flotilla_storage::Error) -> bool {
+    !matches!(
+        err,
+        flotilla_storage::Error::Unavailable { .. } | flotilla_storage::Error::Internal { .. }
+    )
 }
 
 /// A Service's cluster IP and node ports (nothing for other resources and for subresources): claimed, unless
@@ -774,7 +804,15 @@ async fn delete_object(
                 return Ok((StatusCode::OK, deleted_status(ctx, name, &uid)));
             }
             match ctx.server.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok(_) => return Ok((StatusCode::OK, deleted_status(ctx, name, &uid))),
+                Ok(deleted) => {
+                    if is_services(ctx.resource) {
+                        ctx.server
+                            .services
+                            .release_dropped(&current, None, deleted.revision)
+                            .await;
+                    }
+                    return Ok((StatusCode::OK, deleted_status(ctx, name, &uid)));
+                }
                 Err(flotilla_storage::Error::Conflict { .. }) => continue,
                 Err(err) => return Err(from_storage(err, &subject)),
             }

@@ -1,7 +1,8 @@
 //! Services get cluster IPs and node ports as on a cluster: allocated from the service ranges, kept across
-//! re-applies, refused with kube's messages when taken or out of range, released when no longer held.
+//! re-applies, refused with kube's messages when taken or out of range (dry runs too), released by the write
+//! that drops them.
 
-use flotilla_conformance_tests::{Backend, TestApiserver, eventually};
+use flotilla_conformance_tests::{Backend, TestApiserver};
 use serde_json::Value;
 
 crate::on_both_backends!(services_get_cluster_ips_and_node_ports);
@@ -134,6 +135,15 @@ async fn services_get_cluster_ips_and_node_ports(backend: Backend) {
             "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'".to_owned(),
         ),
     ];
+    // A server-side dry run is refused alike (it checks, claims nothing).
+    let file = server.dir().join("dry-run.yaml");
+    std::fs::write(&file, &taken).unwrap();
+    let dry = server
+        .kubectl(KUBECTL, &["apply", "--dry-run=server", "-f", file.to_str().unwrap()])
+        .await
+        .unwrap()
+        .failed();
+    assert!(dry.stderr.contains("provided IP is already allocated"), "{}", dry.stderr);
     for (manifest, message) in &refused {
         let out = apply(&server, manifest).await.failed();
         assert!(out.stderr.contains(message.as_str()), "{}", out.stderr);
@@ -171,21 +181,15 @@ async fn services_get_cluster_ips_and_node_ports(backend: Backend) {
          ports: [{{port: 80, nodePort: {}}}]\n",
         allocated[0]
     );
-    eventually("the node port released", || async {
-        apply(&server, &reuse).await.success.then_some(())
-    })
-    .await;
+    apply(&server, &reuse).await.ok();
 
-    // Deleted, its address is free for the next Service.
+    // Deleted, its address is free for the next Service at once (as `kubectl replace --force` needs).
     server
         .kubectl(KUBECTL, &["delete", "service", "web"])
         .await
         .unwrap()
         .ok();
-    eventually("the cluster IP released", || async {
-        apply(&server, &taken).await.success.then_some(())
-    })
-    .await;
+    apply(&server, &taken).await.ok();
     assert_eq!(spec(&server, "taken").await["clusterIP"], ip.to_string());
 
     // A changed address is refused: it may not change once set.
