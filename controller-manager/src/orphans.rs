@@ -62,6 +62,17 @@ impl Identity {
 
     /// The record's name: `orphaned-` and a stable 64-bit FNV-1a digest of the identity (names can be 253
     /// characters long, so the identity itself does not fit; the data says which object it is).
+    /// Whether this is an object of `resource`.
+    pub fn is_of(&self, resource: &ApiResource) -> bool {
+        *self == Identity::new(resource, Some(&self.namespace), &self.name)
+    }
+
+    /// The object's namespace (`None` when cluster-scoped) and name.
+    pub fn namespace_and_name(&self) -> (Option<&str>, &str) {
+        let namespace = Some(self.namespace.as_str()).filter(|ns| !ns.is_empty());
+        (namespace, &self.name)
+    }
+
     fn record_name(&self) -> String {
         let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
         for part in [&self.resource, &self.namespace, &self.name] {
@@ -120,10 +131,22 @@ impl Orphans {
         (Identity::of(&record).as_ref() == Some(identity)).then_some(record)
     }
 
-    /// Whether `cluster` is still to release its copy of the orphaned object.
-    pub fn pending(&self, identity: &Identity, cluster: &str) -> bool {
-        self.record(identity)
-            .is_some_and(|record| clusters_of(&record).contains(cluster))
+    /// Whether `cluster` is still to release its copy of the orphaned object: read from the federation, not from
+    /// the watch of records, which may not have seen a record written a moment ago.
+    pub async fn pending(&self, identity: &Identity, cluster: &str) -> Result<bool, kube::Error> {
+        let record = self.api.get_opt(&identity.record_name()).await?;
+        Ok(record
+            .filter(|record| Identity::of(record).as_ref() == Some(identity))
+            .is_some_and(|record| clusters_of(&record).contains(cluster)))
+    }
+
+    /// Every record, as the watch of records has them: the object and the members still to release it.
+    pub fn records(&self) -> Vec<(Identity, BTreeSet<String>)> {
+        self.records
+            .state()
+            .iter()
+            .filter_map(|record| Some((Identity::of(record)?, clusters_of(record))))
+            .collect()
     }
 
     /// Records that `clusters` are still to release their copies of the object, added to what an earlier

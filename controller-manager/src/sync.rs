@@ -422,11 +422,38 @@ async fn maintain(fleet: Arc<Fleet>) {
     }
 }
 
-/// Forgets, in the records of orphaned objects, the members that left the federation.
+/// Forgets, in the records of orphaned objects, the members that left the federation, and the members in view
+/// that hold no copy of the object (it was never placed there, or the copy is released already).
 async fn prune_orphans(fleet: &Fleet, clusters: &[Arc<Cluster>]) {
     let joined: BTreeSet<String> = clusters.iter().filter_map(|c| c.metadata.name.clone()).collect();
     if let Err(err) = fleet.orphans.prune(&joined).await {
         tracing::warn!(error = %err, "cannot update the records of orphaned objects");
+    }
+    let mut nothing_to_release = Vec::new();
+    {
+        let caches = fleet.caches.read().expect("not poisoned");
+        for (identity, pending) in fleet.orphans.records() {
+            let Some(index) = fleet.adapters.iter().position(|a| identity.is_of(a.resource())) else {
+                continue;
+            };
+            let (namespace, name) = identity.namespace_and_name();
+            let key = MemberCopy::key(&fleet.copy_types[index], namespace, name);
+            for cluster in pending {
+                let copies = caches
+                    .get(&cluster)
+                    .filter(|cache| cache.in_view)
+                    .and_then(|cache| cache.types[index].as_ref())
+                    .filter(|copies| copies.synced());
+                if copies.is_some_and(|copies| copies.store.get(&key).is_none()) {
+                    nothing_to_release.push((identity.clone(), cluster));
+                }
+            }
+        }
+    }
+    for (identity, cluster) in nothing_to_release {
+        if let Err(err) = fleet.orphans.released(&identity, &cluster).await {
+            tracing::warn!(error = %err, "cannot update the records of orphaned objects");
+        }
     }
 }
 
@@ -582,26 +609,31 @@ fn start_types(fleet: &Arc<Fleet>, cluster: &str, cache: &mut MemberCache) {
     }
 }
 
+/// The (namespace, name) of a type's federation objects.
+type ObjectNames<'a> = std::collections::HashSet<(Option<&'a str>, &'a str)>;
+
 /// Deletes member copies whose federation object no longer exists.
 async fn sweep(fleet: &Arc<Fleet>) {
     let Some(federation_stores) = fleet.federation_stores.get() else {
         return;
     };
-    let mut deletions = Vec::new();
-    {
-        let caches = fleet.caches.read().expect("not poisoned");
-        for (cluster, cache) in caches.iter() {
-            for (index, (types, federated)) in cache.types.iter().zip(federation_stores).enumerate() {
-                let Some(copies) = types.as_ref().filter(|t| t.synced()) else {
-                    continue;
-                };
-                if federated.wait_until_ready().now_or_never().is_none() {
-                    continue;
-                }
-                // Looked up by borrowed (namespace, name): a member holds a copy of every object, so this walks
-                // members × objects copies each time.
-                let objects = federated.state();
-                let existing: std::collections::HashSet<(Option<&str>, &str)> = objects
+    // Each type's federation objects once, looked up by borrowed (namespace, name): every member holds a copy of
+    // every object, so the walk below is members × objects.
+    let objects: Vec<Option<Vec<Arc<DynamicObject>>>> = federation_stores
+        .iter()
+        .map(|store| {
+            store
+                .wait_until_ready()
+                .now_or_never()
+                .is_some()
+                .then(|| store.state())
+        })
+        .collect();
+    let existing: Vec<Option<ObjectNames<'_>>> = objects
+        .iter()
+        .map(|objects| {
+            objects.as_ref().map(|objects| {
+                objects
                     .iter()
                     .map(|o| {
                         (
@@ -609,7 +641,18 @@ async fn sweep(fleet: &Arc<Fleet>) {
                             o.metadata.name.as_deref().unwrap_or(""),
                         )
                     })
-                    .collect();
+                    .collect()
+            })
+        })
+        .collect();
+    let mut deletions = Vec::new();
+    {
+        let caches = fleet.caches.read().expect("not poisoned");
+        for (cluster, cache) in caches.iter() {
+            for (index, (types, existing)) in cache.types.iter().zip(&existing).enumerate() {
+                let (Some(copies), Some(existing)) = (types.as_ref().filter(|t| t.synced()), existing) else {
+                    continue;
+                };
                 for copy in copies.store.state() {
                     if copy.deleting() {
                         continue;
@@ -701,7 +744,10 @@ async fn delete_orphans(fleet: &Arc<Fleet>, deletions: Vec<(String, Client, usiz
             continue;
         }
         let identity = Identity::new(adapter.resource(), copy.namespace().as_deref(), &copy.name_any());
-        if fleet.orphans.pending(&identity, &cluster) {
+        let Ok(pending) = fleet.orphans.pending(&identity, &cluster).await else {
+            continue; // not knowing whether to release or delete, neither; the next sweep decides
+        };
+        if pending {
             tracing::info!(%cluster, kind = %adapter.resource().kind, object = %copy.name_any(), "releasing a copy whose federation object was orphaned while its member was away");
             match tokio::time::timeout(timeout, release(&api, &copy)).await {
                 Ok(Ok(())) => {
