@@ -80,42 +80,26 @@ impl Cached {
         stored: &[u8],
         revision: i64,
     ) -> Result<Arc<Self>, serde_json::Error> {
-        use serde_json::value::RawValue;
-        use std::borrow::Cow;
-        type Fields<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
-        let mut top: Fields<'_> = serde_json::from_slice(stored)?;
-        top.remove("apiVersion");
-        top.remove("kind");
-        let mut metadata: Fields<'_> = match top.get("metadata") {
-            Some(raw) => serde_json::from_str(raw.get())?,
-            None => Fields::new(),
-        };
+        let raw = object::RawObject::parse(stored)?;
         // What the index reads, as a partial object.
-        let mut partial = serde_json::Map::new();
         let mut meta = serde_json::Map::new();
         for field in ["name", "namespace", "labels"] {
-            if let Some(raw) = metadata.get(field) {
-                meta.insert(field.to_owned(), serde_json::from_str(raw.get())?);
+            if let Some(value) = raw.metadata.get(field) {
+                meta.insert(field.to_owned(), serde_json::from_str(value.get())?);
             }
         }
-        partial.insert("metadata".to_owned(), Value::Object(meta));
+        let mut partial = serde_json::Map::from_iter([("metadata".to_owned(), Value::Object(meta))]);
         for field in object::selectable_fields(resource) {
             let first = field.split('.').next().unwrap_or_default();
-            if first != "metadata"
-                && !partial.contains_key(first)
-                && let Some(raw) = top.get(first)
+            if !partial.contains_key(first)
+                && let Some(value) = raw.top.get(first)
             {
-                partial.insert(first.to_owned(), serde_json::from_str(raw.get())?);
+                partial.insert(first.to_owned(), serde_json::from_str(value.get())?);
             }
         }
-        let version = RawValue::from_string(format!("\"{revision}\""))?;
-        metadata.insert(Cow::Borrowed("resourceVersion"), &version);
-        let metadata = serde_json::value::to_raw_value(&metadata)?;
-        top.insert(Cow::Borrowed("metadata"), &metadata);
-        let item_json = Bytes::from(serde_json::to_vec(&top)?);
         Ok(Arc::new(Cached {
             index: Index::of(&Value::Object(partial), resource),
-            item_json,
+            item_json: Bytes::from(raw.to_vec(revision, false)?),
             revision,
         }))
     }
@@ -251,6 +235,10 @@ impl ResourceCache {
     /// (every write in the store advances every resource). Read under the state lock: an event of this resource
     /// cannot be applied meanwhile, and the feed never reports a revision before its event is applied.
     fn revision_in(&self, state: &State) -> i64 {
+        if !state.ready {
+            // Relisting: the feed may already be past events this cache has not got.
+            return state.revision;
+        }
         state.revision.max(*self.feed.borrow())
     }
 

@@ -249,9 +249,30 @@ fn service(object: &mut Object) {
     if kind == "LoadBalancer" {
         or_insert(spec, "allocateLoadBalancerNodePorts", json!(true));
     }
-    // Chosen by kube's IP allocation, which runs for every Service that is not ExternalName.
-    or_insert(spec, "ipFamilyPolicy", json!("SingleStack"));
-    or_insert(spec, "ipFamilies", json!(["IPv4"]));
+    // Chosen by kube's IP allocation, which runs for every Service that is not ExternalName: a headless Service
+    // is `None` in `clusterIPs` too, and one without a selector asks for both families (kube's
+    // `initIPFamilyFields`), even of a single-stack cluster.
+    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+    if headless {
+        let no_ips = spec
+            .get("clusterIPs")
+            .and_then(Value::as_array)
+            .is_none_or(|ips| ips.is_empty());
+        if no_ips {
+            spec.insert("clusterIPs".to_owned(), json!(["None"]));
+        }
+    }
+    let selectorless = spec
+        .get("selector")
+        .and_then(Value::as_object)
+        .is_none_or(|selector| selector.is_empty());
+    if headless && selectorless {
+        or_insert(spec, "ipFamilyPolicy", json!("RequireDualStack"));
+        or_insert(spec, "ipFamilies", json!(["IPv4", "IPv6"]));
+    } else {
+        or_insert(spec, "ipFamilyPolicy", json!("SingleStack"));
+        or_insert(spec, "ipFamilies", json!(["IPv4"]));
+    }
 }
 
 /// autoscaling/v2 (the stored version; v1 objects are converted to it first).
@@ -562,6 +583,15 @@ mod tests {
             json!({"spec": {"type": "ExternalName", "externalName": "example.com"}}),
         );
         assert!(external["spec"].get("ipFamilies").is_none());
+        let headless = defaulted(
+            "services",
+            json!({"spec": {"clusterIP": "None", "selector": {"app": "db"}}}),
+        );
+        assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
+        assert_eq!(headless["spec"]["ipFamilyPolicy"], "SingleStack");
+        let selectorless = defaulted("services", json!({"spec": {"clusterIP": "None"}}));
+        assert_eq!(selectorless["spec"]["ipFamilyPolicy"], "RequireDualStack");
+        assert_eq!(selectorless["spec"]["ipFamilies"], json!(["IPv4", "IPv6"]));
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! kube's `FieldsV1` form: a tree whose keys are path elements — `f:<field>`, `k:{"<key>":<value>}` for an element
 //! of a list merged by key, `v:<value>` for an element of a set, `.` for such an element itself — and whose
 //! leaves are empty. Lists follow the same strategies as strategic merge (`crate::patch`): merged by one key
-//! (`containers` by `name`), sets of primitives (`finalizers`), or atomic (replaced whole, owned as one field).
-//! Unlike kube, a list merged by several keys (container `ports` by `containerPort` and `protocol`) is keyed
-//! here by its strategic-merge key alone. Maps and structs are merged field by field and owned per field, but for
+//! (`containers` by `name`), sets of primitives (`finalizers`), or atomic (replaced whole, owned as one field);
+//! their elements are keyed as kube's `x-kubernetes-list-map-keys` key them (container `ports` by `containerPort`
+//! and `protocol`, a protocol left out counting as TCP). Maps and structs are merged field by field and owned per
+//! field, but for
 //! those the served schemas mark `x-kubernetes-map-type: atomic` (a `LabelSelector`, an `OwnerReference`, a pod's
 //! `nodeSelector`), which are replaced whole and owned as one field (`f:selector`, `k:{"uid":…}`), as in kube.
 //!

@@ -116,22 +116,50 @@ pub fn field_value(object: &Value, field: &str) -> Option<String> {
     })
 }
 
+/// A stored object parsed only at its top level and its metadata's top level: every value stays its raw JSON,
+/// borrowed from the stored bytes, so that serving or caching it copies a ConfigMap's data instead of parsing and
+/// writing it again.
+#[derive(Debug)]
+pub struct RawObject<'a> {
+    pub top: std::collections::BTreeMap<String, &'a serde_json::value::RawValue>,
+    pub metadata: std::collections::BTreeMap<String, &'a serde_json::value::RawValue>,
+}
+
+impl<'a> RawObject<'a> {
+    pub fn parse(stored: &'a [u8]) -> Result<Self, serde_json::Error> {
+        let top: std::collections::BTreeMap<String, &'a serde_json::value::RawValue> =
+            serde_json::from_slice(stored)?;
+        let metadata = match top.get("metadata") {
+            Some(raw) => serde_json::from_str(raw.get())?,
+            None => Default::default(),
+        };
+        Ok(RawObject { top, metadata })
+    }
+
+    /// The object's JSON with `resourceVersion` set, and without `apiVersion` and `kind` unless `typed`.
+    pub fn to_vec(&self, revision: i64, typed: bool) -> Result<Vec<u8>, serde_json::Error> {
+        use serde_json::value::RawValue;
+        use std::collections::BTreeMap;
+        let version = RawValue::from_string(format!("\"{revision}\""))?;
+        let mut metadata: BTreeMap<&str, &RawValue> =
+            self.metadata.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        metadata.insert("resourceVersion", &version);
+        let metadata = serde_json::value::to_raw_value(&metadata)?;
+        let mut top: BTreeMap<&str, &RawValue> = self
+            .top
+            .iter()
+            .filter(|(key, _)| typed || (key.as_str() != "apiVersion" && key.as_str() != "kind"))
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        top.insert("metadata", &metadata);
+        serde_json::to_vec(&top)
+    }
+}
+
 /// A stored object's JSON with its `resourceVersion` set, parsing only its top level and metadata (the rest is
 /// copied as it is).
 pub fn with_resource_version(stored: &[u8], revision: i64) -> Result<Vec<u8>, serde_json::Error> {
-    use serde_json::value::RawValue;
-    type Fields = std::collections::BTreeMap<String, Box<RawValue>>;
-    let mut object: Fields = serde_json::from_slice(stored)?;
-    let mut metadata: Fields = match object.get("metadata") {
-        Some(metadata) => serde_json::from_str(metadata.get())?,
-        None => Fields::new(),
-    };
-    metadata.insert(
-        "resourceVersion".to_owned(),
-        RawValue::from_string(format!("\"{revision}\""))?,
-    );
-    object.insert("metadata".to_owned(), serde_json::value::to_raw_value(&metadata)?);
-    serde_json::to_vec(&object)
+    RawObject::parse(stored)?.to_vec(revision, true)
 }
 
 pub fn set_resource_version(object: &mut Value, revision: i64) {
@@ -665,6 +693,19 @@ const SERVER_FIELDS: &[&str] = &[
 
 /// Prepares a new object for storage: server-owned metadata, cleared status where the type has a status
 /// subresource (kube resets it on create), and no `resourceVersion` (the store assigns it).
+/// The status a new object has, as kube writes its zero Go value: a struct field is never omitted, nor are the
+/// fields without `omitempty` (a DaemonSet's counts, a StatefulSet's replicas).
+fn zero_status(resource: &Resource) -> Option<Value> {
+    Some(match (resource.group, resource.plural) {
+        ("", "services") | ("networking.k8s.io", "ingresses") => json!({"loadBalancer": {}}),
+        ("apps", "deployments" | "replicasets") | ("batch", "jobs") => json!({}),
+        ("apps", "daemonsets") => json!({"currentNumberScheduled": 0, "desiredNumberScheduled": 0,
+            "numberMisscheduled": 0, "numberReady": 0}),
+        ("apps", "statefulsets") => json!({"availableReplicas": 0, "replicas": 0}),
+        _ => return None,
+    })
+}
+
 pub fn prepare_create(object: &mut Value, behaviour: Behaviour, resource: &Resource) {
     let meta = metadata_mut(object);
     for field in SERVER_FIELDS {
@@ -679,6 +720,9 @@ pub fn prepare_create(object: &mut Value, behaviour: Behaviour, resource: &Resou
         && let Some(map) = object.as_object_mut()
     {
         map.remove("status");
+        if let Some(zero) = zero_status(resource) {
+            map.insert("status".to_owned(), zero);
+        }
     }
     if resource.group.is_empty() && resource.plural == "namespaces" {
         object["status"] = json!({"phase": "Active"});
@@ -943,7 +987,7 @@ mod tests {
             json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
         prepare_create(&mut old, behaviour, deployments);
         assert_eq!(old["metadata"]["generation"], 1);
-        assert!(old.get("status").is_none(), "status is reset on create");
+        assert_eq!(old["status"], json!({}), "status is reset on create, to kube's zero value");
         old["status"] = json!({"replicas": 1});
         let mut new =
             json!({"metadata": {"name": "web", "uid": "forged"}, "spec": {"replicas": 2}, "status": {}});

@@ -12,6 +12,7 @@ crate::on_both_backends!(
     misspelt_fields_follow_validate,
     server_side_apply_owns_fields_and_reports_conflicts,
     prune_works_with_kubectls_default_allowlist,
+    configmaps_and_secrets_from_files,
 );
 
 const VERSIONS: [&str; 3] = ["1.27", "1.30", "1.33"];
@@ -78,6 +79,88 @@ kind: Secret
 metadata:
   name: shop
 stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop-internal
+spec:
+  selector: {app: shop}
+  ports:
+  - {port: 8080, targetPort: http}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop-nodes
+spec:
+  type: NodePort
+  selector: {app: shop}
+  ports:
+  - {port: 80}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop-db
+spec:
+  type: ExternalName
+  externalName: db.example.com
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop-peers
+spec:
+  clusterIP: None
+  selector: {app: shop}
+  ports:
+  - {port: 5432}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop-external
+spec:
+  clusterIP: None
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: shop
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: shop}
+  maxReplicas: 10
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target: {type: Utilization, averageUtilization: 50}
+  - type: External
+    external:
+      metric:
+        name: queue_depth
+        selector: {matchLabels: {queue: orders}}
+      target: {type: AverageValue, averageValue: "30"}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+spec:
+  tls:
+  - hosts: [shop.example.com]
+    secretName: shop-tls
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend:
+          service:
+            name: shop
+            port: {name: http}
 "#;
 
 /// `kubectl get <args> -o json`, parsed.
@@ -111,6 +194,7 @@ async fn applied_objects_show_kubes_defaults(backend: Backend) {
         };
 
         let deployment = get("deployment/shop").await;
+        assert_eq!(deployment["status"], json!({}), "{version}: kube's zero status");
         let spec = &deployment["spec"];
         assert_eq!(spec["replicas"], 1, "{version}");
         assert_eq!(spec["revisionHistoryLimit"], 10);
@@ -222,6 +306,87 @@ async fn applied_objects_show_kubes_defaults(backend: Backend) {
         let secret = get("secret/shop").await;
         assert_eq!(secret["type"], "Opaque", "{version}");
         assert_eq!(secret["data"], json!({"password": "czNjcmV0"}));
+
+        // A Service of each other type, field by field (allocated addresses and ports checked, then set aside).
+        let allocated = |spec: &Value| {
+            let mut spec = spec.clone();
+            let ip = spec["clusterIP"].as_str().unwrap_or_default().to_owned();
+            assert!(ip.starts_with("10."), "{version}: {spec}");
+            assert_eq!(spec["clusterIPs"], json!([ip]));
+            let map = spec.as_object_mut().unwrap();
+            map.remove("clusterIP");
+            map.remove("clusterIPs");
+            spec
+        };
+        let internal = get("service/shop-internal").await;
+        assert_eq!(
+            allocated(&internal["spec"]),
+            json!({"internalTrafficPolicy": "Cluster", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                "ports": [{"port": 8080, "protocol": "TCP", "targetPort": "http"}], "selector": {"app": "shop"},
+                "sessionAffinity": "None", "type": "ClusterIP"}),
+            "{version}"
+        );
+        assert_eq!(internal["status"], json!({"loadBalancer": {}}));
+        let mut nodes = allocated(&get("service/shop-nodes").await["spec"]);
+        let node_port = nodes["ports"][0].as_object_mut().unwrap().remove("nodePort");
+        assert!(
+            node_port
+                .and_then(|p| p.as_i64())
+                .is_some_and(|p| (30000..=32767).contains(&p))
+        );
+        assert_eq!(
+            nodes,
+            json!({"externalTrafficPolicy": "Cluster", "internalTrafficPolicy": "Cluster", "ipFamilies": ["IPv4"],
+                "ipFamilyPolicy": "SingleStack", "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}],
+                "selector": {"app": "shop"}, "sessionAffinity": "None", "type": "NodePort"}),
+            "{version}"
+        );
+        assert_eq!(
+            get("service/shop-db").await["spec"],
+            json!({"externalName": "db.example.com", "sessionAffinity": "None", "type": "ExternalName"}),
+            "{version}"
+        );
+        assert_eq!(
+            get("service/shop-peers").await["spec"],
+            json!({"clusterIP": "None", "clusterIPs": ["None"], "internalTrafficPolicy": "Cluster",
+                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                "ports": [{"port": 5432, "protocol": "TCP", "targetPort": 5432}], "selector": {"app": "shop"},
+                "sessionAffinity": "None", "type": "ClusterIP"}),
+            "{version}"
+        );
+        // Headless without a selector: kube asks for both families, even of a single-stack cluster.
+        assert_eq!(
+            get("service/shop-external").await["spec"],
+            json!({"clusterIP": "None", "clusterIPs": ["None"], "internalTrafficPolicy": "Cluster",
+                "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": "RequireDualStack",
+                "sessionAffinity": "None", "type": "ClusterIP"}),
+            "{version}"
+        );
+
+        // An autoscaling/v2 HPA with a resource and an external metric: only minReplicas is defaulted.
+        assert_eq!(
+            get("horizontalpodautoscaler.v2.autoscaling/shop").await["spec"],
+            json!({"maxReplicas": 10, "minReplicas": 1,
+                "metrics": [
+                    {"type": "Resource", "resource": {"name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 50}}},
+                    {"type": "External", "external": {
+                        "metric": {"name": "queue_depth", "selector": {"matchLabels": {"queue": "orders"}}},
+                        "target": {"type": "AverageValue", "averageValue": "30"}}}],
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shop"}}),
+            "{version}"
+        );
+
+        // An Ingress with TLS: nothing is defaulted; the status is an empty load balancer.
+        let ingress = get("ingress/shop").await;
+        assert_eq!(
+            ingress["spec"],
+            json!({"tls": [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}],
+                "rules": [{"host": "shop.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "shop", "port": {"name": "http"}}}}]}}]}),
+            "{version}"
+        );
+        assert_eq!(ingress["status"], json!({"loadBalancer": {}}));
 
         // The defaults are the server's: re-applying the same file changes nothing (but the Secret, whose
         // `stringData` kube never stores, so kubectl sends it again every time), and diff sees no difference.
@@ -721,4 +886,52 @@ async fn prune_works_with_kubectls_default_allowlist(backend: Backend) {
         .unwrap()
         .ok();
     assert!(explain.stdout.contains("nodeName"), "{}", explain.stdout);
+}
+
+/// `kubectl create configmap|secret generic --from-file` (JSON bodies from 1.27 and 1.30, protobuf from 1.33):
+/// text files become `data`, others a ConfigMap's `binaryData`, everything a Secret's base64 `data`, keyed by file
+/// name or by the `key=` given.
+async fn configmaps_and_secrets_from_files(backend: Backend) {
+    use base64::Engine as _;
+    let server = TestApiserver::start(backend).await.unwrap();
+    let dir = server.dir().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let logo: &[u8] = &[0x89, b'P', b'N', b'G', 0xff, 0x00, 0x01];
+    std::fs::write(dir.join("app.properties"), "color=blue\nsize=2\n").unwrap();
+    std::fs::write(dir.join("logo.png"), logo).unwrap();
+    let (dir, base64) = (dir.to_str().unwrap(), base64::engine::general_purpose::STANDARD);
+    let renamed = format!("settings={dir}/app.properties");
+    for version in VERSIONS {
+        let name = format!("files-{}", version.replace('.', "-"));
+        for args in [
+            vec!["create", "configmap", name.as_str(), "--from-file", dir],
+            vec!["create", "secret", "generic", name.as_str(), "--from-file", dir],
+            vec!["create", "configmap", "renamed", "--from-file", renamed.as_str()],
+        ] {
+            server.kubectl(version, &args).await.unwrap().ok();
+        }
+        let configmap = get_json(&server, version, &["configmap", &name]).await;
+        assert_eq!(
+            (&configmap["data"], &configmap["binaryData"]),
+            (
+                &json!({"app.properties": "color=blue\nsize=2\n"}),
+                &json!({"logo.png": base64.encode(logo)})
+            ),
+            "{version}"
+        );
+        let secret = get_json(&server, version, &["secret", &name]).await;
+        assert_eq!(secret["type"], "Opaque", "{version}");
+        assert_eq!(
+            secret["data"],
+            json!({"app.properties": base64.encode("color=blue\nsize=2\n"), "logo.png": base64.encode(logo)}),
+            "{version}"
+        );
+        let renamed_map = get_json(&server, version, &["configmap", "renamed"]).await;
+        assert_eq!(renamed_map["data"], json!({"settings": "color=blue\nsize=2\n"}));
+        server
+            .kubectl(version, &["delete", "configmap", "renamed"])
+            .await
+            .unwrap()
+            .ok();
+    }
 }
