@@ -987,7 +987,11 @@ mod tests {
             json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
         prepare_create(&mut old, behaviour, deployments);
         assert_eq!(old["metadata"]["generation"], 1);
-        assert_eq!(old["status"], json!({}), "status is reset on create, to kube's zero value");
+        assert_eq!(
+            old["status"],
+            json!({}),
+            "status is reset on create, to kube's zero value"
+        );
         old["status"] = json!({"replicas": 1});
         let mut new =
             json!({"metadata": {"name": "web", "uid": "forged"}, "spec": {"replicas": 2}, "status": {}});

@@ -917,7 +917,8 @@ mod tests {
         assert!(external["spec"].get("clusterIP").is_none());
         assert!(external["spec"].get("ipFamilies").is_none());
         // A headless Service stays headless when the client leaves `clusterIP` out.
-        let headless = json!({"spec": {"clusterIP": "None", "clusterIPs": ["None"], "ports": [{"port": 5432}]}});
+        let headless =
+            json!({"spec": {"clusterIP": "None", "clusterIPs": ["None"], "ports": [{"port": 5432}]}});
         let mut again = json!({"spec": {"ports": [{"port": 5432}]}});
         keep_allocated(&mut again, &headless);
         assert_eq!(again["spec"]["clusterIP"], "None");

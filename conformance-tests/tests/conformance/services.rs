@@ -139,11 +139,18 @@ async fn services_get_cluster_ips_and_node_ports(backend: Backend) {
     let file = server.dir().join("dry-run.yaml");
     std::fs::write(&file, &taken).unwrap();
     let dry = server
-        .kubectl(KUBECTL, &["apply", "--dry-run=server", "-f", file.to_str().unwrap()])
+        .kubectl(
+            KUBECTL,
+            &["apply", "--dry-run=server", "-f", file.to_str().unwrap()],
+        )
         .await
         .unwrap()
         .failed();
-    assert!(dry.stderr.contains("provided IP is already allocated"), "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains("provided IP is already allocated"),
+        "{}",
+        dry.stderr
+    );
     for (manifest, message) in &refused {
         let out = apply(&server, manifest).await.failed();
         assert!(out.stderr.contains(message.as_str()), "{}", out.stderr);
