@@ -430,18 +430,17 @@ async fn measure(
     .await?;
     figures.create_cpu = before.per_operation(&Cpu::now(server_pid, etcd_pid), CREATES);
 
+    // The i-th GET of a phase: the created ConfigMaps in a scattered order.
+    let get = |s: Arc<Server>, i: usize| async move {
+        let path = format!(
+            "/api/v1/namespaces/bench/configmaps/cm-{:06}",
+            (i * 7919) % CREATES
+        );
+        s.expect(Method::GET, &path, None, StatusCode::OK).await.map(drop)
+    };
     let gets_of = |n: usize, concurrency: usize| {
         let s = server.clone();
-        load(n, concurrency, move |i| {
-            let s = s.clone();
-            async move {
-                let path = format!(
-                    "/api/v1/namespaces/bench/configmaps/cm-{:06}",
-                    (i * 7919) % CREATES
-                );
-                s.expect(Method::GET, &path, None, StatusCode::OK).await.map(drop)
-            }
-        })
+        load(n, concurrency, move |i| get(s.clone(), i))
     };
     eprintln!("  GETs…");
     let (gets, latencies) = gets_of(GETS, CONCURRENCY).await?;
@@ -450,17 +449,7 @@ async fn measure(
     let (_, latencies) = gets_of(SINGLE_GETS, 1).await?;
     (figures.single_p50, figures.single_p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
     let s = server.clone();
-    let latencies = paced(PACED_RATE, PACED_FOR, move |i| {
-        let s = s.clone();
-        async move {
-            let path = format!(
-                "/api/v1/namespaces/bench/configmaps/cm-{:06}",
-                (i * 7919) % CREATES
-            );
-            s.expect(Method::GET, &path, None, StatusCode::OK).await.map(drop)
-        }
-    })
-    .await?;
+    let latencies = paced(PACED_RATE, PACED_FOR, move |i| get(s.clone(), i)).await?;
     (figures.paced_p50, figures.paced_p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
 
     eprintln!("  LISTs…");
