@@ -109,6 +109,26 @@ fn cpu_ticks(pid: u32) -> u64 {
         + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
+/// The machine's CPU time since boot from `/proc/stat`, in clock ticks: (busy, stolen by the hypervisor, all).
+/// Read at both ends of the write phase, it tells a slow run on a loaded or oversubscribed host apart from a
+/// slow controller.
+fn host_ticks() -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    let (idle, steal) = (at(3) + at(4), at(7));
+    let all: u64 = fields.iter().take(8).sum();
+    (all - idle - steal, steal, all)
+}
+
 fn memory_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -303,6 +323,7 @@ async fn main() {
     let api: Api<DynamicObject> = Api::namespaced_with(federation.clone(), "default", &resource);
     let written: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
     let first_write = Instant::now();
+    let host_before = host_ticks();
     futures::stream::iter(0..args.objects)
         .for_each_concurrent(16, |i| {
             let (api, written, kind) = (api.clone(), written.clone(), args.kind.clone());
@@ -337,6 +358,14 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all_present = first_write.elapsed();
+    let host = {
+        let after = host_ticks();
+        let all = (after.2 - host_before.2).max(1) as f64;
+        (
+            (after.0 - host_before.0) as f64 / all * 100.0,
+            (after.1 - host_before.1) as f64 / all * 100.0,
+        )
+    };
     let mut latencies: Vec<Duration> = {
         let seen = seen.lock().unwrap();
         let written = written.lock().unwrap();
@@ -387,7 +416,7 @@ async fn main() {
     let rss = memory_kib(pid, "VmRSS:") / 1024;
 
     println!(
-        "| {} members × {} {}{} | {}/{} present in every member | p50 {:.0} ms | p99 {:.0} ms | max {:.0} ms | writes took {:.1} s, all present after {:.1} s | idle CPU {:.2}% | member writes while idle {} | RSS {} MiB (peak {} MiB) |",
+        "| {} members × {} {}{} | {}/{} present in every member | p50 {:.0} ms | p99 {:.0} ms | max {:.0} ms | writes took {:.1} s, all present after {:.1} s | idle CPU {:.2}% | member writes while idle {} | RSS {} MiB (peak {} MiB) | host busy {:.0}%, stolen {:.1}% |",
         args.members,
         args.objects,
         args.kind,
@@ -403,6 +432,8 @@ async fn main() {
         writes_after - writes_before,
         rss,
         peak,
+        host.0,
+        host.1,
     );
     if rss == 0 {
         let log = cm.output();
