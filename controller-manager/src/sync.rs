@@ -140,6 +140,11 @@ pub struct Fleet {
     orphans: Orphans,
     triggers: Vec<mpsc::UnboundedSender<ObjectRef<DynamicObject>>>,
     resync_all: Vec<mpsc::UnboundedSender<()>>,
+    /// By adapter index: the objects whose reconcile found a Ready member not in view yet, triggered again as
+    /// soon as every Ready member's cache of the type has synced (the 200 ms retry is only the backstop).
+    deferred: Vec<std::sync::Mutex<std::collections::HashSet<ObjectRef<DynamicObject>>>>,
+    /// Wakes [`maintain`] before its next tick: a reconcile is waiting for a type to be watched.
+    maintain_now: tokio::sync::Notify,
     federation_stores: OnceLock<Vec<Store<DynamicObject>>>,
     /// By adapter index: the federation has held an object of the type (not a local one) since this process
     /// started, so members' copies of it are watched. Never reset: a type in use stays watched.
@@ -225,6 +230,8 @@ pub async fn run(
         orphans: Orphans::start(federation.clone()).await,
         triggers,
         resync_all,
+        deferred: adapters.iter().map(|_| Default::default()).collect(),
+        maintain_now: tokio::sync::Notify::new(),
         federation_stores: OnceLock::new(),
         active: adapters.iter().map(|_| AtomicBool::new(false)).collect(),
         syncs: adapters
@@ -302,9 +309,10 @@ const SWEEP_ROUNDS: u64 = 240;
 /// Keeps one cache per Ready member, re-queues everything when the set of Ready members or their labels
 /// change, and deletes copies whose federation object is gone (deleted while their member was away).
 ///
-/// It looks every 250 ms, but does the work only when something it depends on moved: a Cluster's readiness,
-/// labels, server or credentials, or a credential Secret, changed; a type came into use; a member cache is
-/// still syncing or a Ready member has no client yet. Otherwise a round costs a digest of the Clusters and
+/// It looks every 250 ms (and at once when a reconcile waits for a type nobody watches yet), but does the work
+/// only when something it depends on moved: a Cluster's readiness, labels, server or credentials, or a
+/// credential Secret, changed; a type came into use; a member cache is still syncing or a Ready member has no
+/// client yet. Otherwise a round costs a digest of the Clusters and
 /// Secrets; the backlog metric is counted every 2 s. Copies whose federation object is gone are swept when a
 /// member cache comes into view (a member back from away) and otherwise once a minute, as a backstop: it
 /// walks every member's every copy.
@@ -314,9 +322,14 @@ async fn maintain(fleet: Arc<Fleet>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut rounds: u64 = 0;
     loop {
-        tick.tick().await;
-        rounds += 1;
-        if rounds.is_multiple_of(8) {
+        // A round on demand does the work a tick would, but leaves the periodic chores to the ticks.
+        let ticked = tokio::select! {
+            _ = tick.tick() => true,
+            () = fleet.maintain_now.notified() => false,
+        };
+        rounds += u64::from(ticked);
+        let every = |n: u64| ticked && rounds.is_multiple_of(n);
+        if every(8) {
             count_backlog(&fleet);
         }
         let clusters: Vec<Arc<Cluster>> = fleet.clusters.state();
@@ -330,7 +343,7 @@ async fn maintain(fleet: Arc<Fleet>) {
                 .values()
                 .any(|cache| !cache.in_view);
         if last_digest == Some(digest) && !started && !settling {
-            if rounds.is_multiple_of(SWEEP_ROUNDS) {
+            if every(SWEEP_ROUNDS) {
                 forget_deleted(&fleet);
                 sweep(&fleet).await;
                 prune_orphans(&fleet, &clusters).await;
@@ -414,7 +427,7 @@ async fn maintain(fleet: Arc<Fleet>) {
             }
             last_view = view;
         }
-        if started || rounds.is_multiple_of(SWEEP_ROUNDS) {
+        if started || every(SWEEP_ROUNDS) {
             forget_deleted(&fleet);
             sweep(&fleet).await;
             prune_orphans(&fleet, &fleet.clusters.state()).await;
@@ -592,12 +605,17 @@ fn start_types(fleet: &Arc<Fleet>, cluster: &str, cache: &mut MemberCache) {
         let (waiting, done) = (reader.clone(), synced.clone());
         let name = cluster.to_owned();
         let kind = adapter.resource().kind.clone();
+        // Weak: the task lives in the fleet's own caches.
+        let owner = Arc::downgrade(fleet);
         let tasks = vec![
             tokio::spawn(events),
             tokio::spawn(async move {
                 if waiting.wait_until_ready().await.is_ok() {
                     done.store(true, Ordering::Relaxed);
                     tracing::debug!(cluster = %name, %kind, "member cache synced");
+                    if let Some(fleet) = owner.upgrade() {
+                        fleet.wake_deferred(index);
+                    }
                 }
             }),
         ];
@@ -790,6 +808,33 @@ fn member_api(client: &Client, adapter: &dyn Adapter, namespace: Option<&str>) -
 }
 
 impl Fleet {
+    /// Remembers an object whose reconcile waits for member caches, and has a type not watched yet watched now.
+    fn defer(&self, index: usize, object: &DynamicObject) {
+        let reference = object_ref(
+            self.adapters[index].resource(),
+            object.namespace().as_deref(),
+            &object.name_any(),
+        );
+        self.deferred[index]
+            .lock()
+            .expect("not poisoned")
+            .insert(reference);
+        if !self.active[index].load(Ordering::Relaxed) {
+            self.maintain_now.notify_one();
+        }
+    }
+
+    /// Triggers the deferred objects of type `index` once every Ready member's cache of it has synced.
+    fn wake_deferred(&self, index: usize) {
+        if self.ready(index).is_none() {
+            return;
+        }
+        let deferred = std::mem::take(&mut *self.deferred[index].lock().expect("not poisoned"));
+        for reference in deferred {
+            let _ = self.triggers[index].send(reference);
+        }
+    }
+
     /// The Ready members whose caches of type `index` are synced; `None` while one of them is not synced yet.
     fn ready(&self, index: usize) -> Option<Vec<Ready>> {
         let caches = self.caches.read().expect("not poisoned");
@@ -924,6 +969,7 @@ async fn sync(fleet: &Arc<Fleet>, index: usize, object: &DynamicObject) -> Resul
     let adapter = fleet.adapters[index].as_ref();
     let Some(ready) = fleet.ready(index) else {
         tracing::debug!(object = %object.name_any(), "a Ready member is not in view yet; retrying");
+        fleet.defer(index, object);
         return Ok(Action::requeue(Duration::from_millis(200)));
     };
     let name = object.name_any();
