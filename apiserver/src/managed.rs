@@ -49,6 +49,10 @@ impl Fields {
         Value::Object(self.0.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
     }
 
+    pub fn into_json(self) -> Value {
+        Value::Object(self.0.into_iter().map(|(k, v)| (k, v.into_json())).collect())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -422,19 +426,18 @@ impl Entry {
         })
     }
 
-    fn to_json(&self) -> Value {
-        let mut entry = json!({
-            "manager": self.manager,
-            "operation": self.operation,
-            "apiVersion": self.api_version,
-            "time": self.time,
-            "fieldsType": "FieldsV1",
-            "fieldsV1": self.fields.to_json(),
-        });
-        if let Some(subresource) = &self.subresource {
-            entry["subresource"] = json!(subresource);
+    fn into_json(self) -> Value {
+        let mut entry = Map::new();
+        entry.insert("manager".to_owned(), Value::String(self.manager));
+        entry.insert("operation".to_owned(), Value::String(self.operation));
+        entry.insert("apiVersion".to_owned(), Value::String(self.api_version));
+        entry.insert("time".to_owned(), Value::String(self.time));
+        entry.insert("fieldsType".to_owned(), Value::from("FieldsV1"));
+        entry.insert("fieldsV1".to_owned(), self.fields.into_json());
+        if let Some(subresource) = self.subresource {
+            entry.insert("subresource".to_owned(), Value::String(subresource));
         }
-        entry
+        Value::Object(entry)
     }
 }
 
@@ -452,7 +455,7 @@ fn set_entries(object: &mut Value, entries: Vec<Entry>) {
     let entries: Vec<Value> = entries
         .into_iter()
         .filter(|e| !e.fields.is_empty())
-        .map(|e| e.to_json())
+        .map(Entry::into_json)
         .collect();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         if entries.is_empty() {

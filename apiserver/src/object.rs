@@ -4,6 +4,7 @@
 //! differs per type lives in [`Behaviour`]. The stored form has no `resourceVersion`: as in kube-apiserver it is
 //! the storage revision, set on every object read back.
 
+use bytes::Bytes;
 use flotilla_api::resources::{Resource, Subresource};
 use serde_json::{Map, Value, json};
 
@@ -160,6 +161,67 @@ impl<'a> RawObject<'a> {
 /// copied as it is).
 pub fn with_resource_version(stored: &[u8], revision: i64) -> Result<Vec<u8>, serde_json::Error> {
     RawObject::parse(stored)?.to_vec(revision, true)
+}
+
+/// An object serialised for storage, remembering where its metadata's fields begin, so that the response to the
+/// write can be the stored bytes with the new `resourceVersion` spliced in rather than the object serialised again.
+#[derive(Debug)]
+pub struct Encoded {
+    pub bytes: Bytes,
+    /// Just past `"metadata":{`, when the metadata has no `resourceVersion` (stored objects have none).
+    metadata_fields: Option<usize>,
+}
+
+impl Encoded {
+    /// The same bytes as `serde_json::to_vec(object)`.
+    pub fn new(object: &Value) -> Encoded {
+        const SERIALISES: &str = "JSON values serialise";
+        let Some(fields) = object.as_object() else {
+            return Encoded {
+                bytes: Bytes::from(serde_json::to_vec(object).expect(SERIALISES)),
+                metadata_fields: None,
+            };
+        };
+        let mut out = Vec::with_capacity(1024);
+        let mut metadata_fields = None;
+        out.push(b'{');
+        for (i, (key, value)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, key).expect(SERIALISES);
+            out.push(b':');
+            if key == "metadata"
+                && value
+                    .as_object()
+                    .is_some_and(|meta| !meta.contains_key("resourceVersion"))
+            {
+                metadata_fields = Some(out.len() + 1);
+            }
+            serde_json::to_writer(&mut out, value).expect(SERIALISES);
+        }
+        out.push(b'}');
+        Encoded {
+            bytes: Bytes::from(out),
+            metadata_fields,
+        }
+    }
+
+    /// The object's JSON with `metadata.resourceVersion` set to `revision`; `None` when it has no metadata to put
+    /// it in (or one already).
+    pub fn with_resource_version(&self, revision: i64) -> Option<Vec<u8>> {
+        use std::io::Write as _;
+        let at = self.metadata_fields?;
+        let (head, tail) = self.bytes.split_at(at);
+        let mut out = Vec::with_capacity(self.bytes.len() + 32);
+        out.extend_from_slice(head);
+        write!(out, "\"resourceVersion\":\"{revision}\"").expect("writing to a Vec succeeds");
+        if tail.first() != Some(&b'}') {
+            out.push(b',');
+        }
+        out.extend_from_slice(tail);
+        Some(out)
+    }
 }
 
 pub fn set_resource_version(object: &mut Value, revision: i64) {
@@ -328,14 +390,15 @@ pub fn normalize(object: &mut Value, resource: &Resource) {
 /// the request's `fieldValidation` to report.
 pub fn check_decodes(object: &mut Value, resource: &Resource) -> Result<Vec<String>, ApiError> {
     use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, networking, rbac};
-    fn decode<T: serde::de::DeserializeOwned + serde::Serialize>(
-        object: &mut Value,
-    ) -> Result<Vec<String>, String> {
-        let typed = T::deserialize(&*object).map_err(|e| e.to_string())?;
-        let known = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
-        let mut unknown = Vec::new();
-        drop_unknown(object, &known, &mut String::new(), &mut unknown);
-        Ok(unknown)
+    fn decode<T: serde::de::DeserializeOwned>(object: &mut Value) -> Result<Vec<String>, String> {
+        // The fields the type's decoder skips, as paths, in one pass; nothing is serialised again to compare.
+        let mut skipped = Vec::new();
+        let _: T = serde_ignored::deserialize(&*object, |path| skipped.push(steps(&path)))
+            .map_err(|e| e.to_string())?;
+        Ok(skipped
+            .into_iter()
+            .filter_map(|steps| drop_at(object, &steps))
+            .collect())
     }
     let result = match (resource.group, resource.plural) {
         ("", "namespaces") => decode::<core::v1::Namespace>(object),
@@ -587,46 +650,71 @@ impl<'de> serde::de::Visitor<'de> for Tracked<'_> {
     }
 }
 
-/// Removes from `object` what its typed form `known` lacks, recording each path. A null is no field at all.
-fn drop_unknown(object: &mut Value, known: &Value, path: &mut String, unknown: &mut Vec<String>) {
-    // `path` is one buffer, grown and cut back as the walk goes: no allocation per field.
-    let base = path.len();
-    match (object, known) {
-        (Value::Object(fields), Value::Object(known)) => {
-            fields.retain(|key, value| {
-                if base > 0 {
+/// One step of a path into a JSON value.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The steps of a path `serde_ignored` reports, from the root; options and newtypes take no step.
+fn steps(path: &serde_ignored::Path<'_>) -> Vec<Step> {
+    use serde_ignored::Path;
+    let mut steps = Vec::new();
+    let mut at = path;
+    loop {
+        at = match at {
+            Path::Root => break,
+            Path::Seq { parent, index } => {
+                steps.push(Step::Index(*index));
+                parent
+            }
+            Path::Map { parent, key } => {
+                steps.push(Step::Key(key.clone()));
+                parent
+            }
+            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+                parent
+            }
+        };
+    }
+    steps.reverse();
+    steps
+}
+
+/// Removes the field at `steps` from `object` and returns its path as kube spells it
+/// (`spec.template.spec.containers[0].imagePolicy`). A null is no field at all: it stays, unreported.
+fn drop_at(object: &mut Value, steps: &[Step]) -> Option<String> {
+    use std::fmt::Write as _;
+    let (Step::Key(field), parents) = steps.split_last()? else {
+        return None;
+    };
+    let mut path = String::new();
+    let mut at = object;
+    for step in parents {
+        at = match step {
+            Step::Key(key) => {
+                if !path.is_empty() {
                     path.push('.');
                 }
                 path.push_str(key);
-                let keep = match known.get(key) {
-                    Some(known) => {
-                        if value.is_object() || value.is_array() {
-                            drop_unknown(value, known, path, unknown);
-                        }
-                        true
-                    }
-                    None if value.is_null() => true,
-                    None => {
-                        unknown.push(path.clone());
-                        false
-                    }
-                };
-                path.truncate(base);
-                keep
-            });
-        }
-        (Value::Array(items), Value::Array(known)) => {
-            for (i, (item, known)) in items.iter_mut().zip(known).enumerate() {
-                if item.is_object() || item.is_array() {
-                    use std::fmt::Write as _;
-                    let _ = write!(path, "[{i}]");
-                    drop_unknown(item, known, path, unknown);
-                    path.truncate(base);
-                }
+                at.get_mut(key.as_str())?
             }
-        }
-        _ => {}
+            Step::Index(index) => {
+                let _ = write!(path, "[{index}]");
+                at.get_mut(*index)?
+            }
+        };
     }
+    let fields = at.as_object_mut()?;
+    if fields.get(field)?.is_null() {
+        return None;
+    }
+    fields.remove(field);
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(field);
+    Some(path)
 }
 
 /// The rules of a type beyond its shape (422 with one cause per problem): kube's for the built-in types
@@ -861,6 +949,37 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"metadata": "{\"x\":1}"},
                 "metadata": {"name": "a", "uid": "u", "resourceVersion": "42"}})
         );
+    }
+
+    #[test]
+    fn encoded_objects_are_their_json_and_take_a_resource_version() {
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"metadata": "{\"x\":1}", "é": "\n"},
+            "metadata": {"name": "a", "uid": "u"}});
+        let encoded = Encoded::new(&object);
+        assert_eq!(encoded.bytes, serde_json::to_vec(&object).unwrap());
+        let mut expected = object.clone();
+        expected["metadata"]["resourceVersion"] = json!("42");
+        let with: Value = serde_json::from_slice(&encoded.with_resource_version(42).unwrap()).unwrap();
+        assert_eq!(with, expected);
+        // Empty metadata; metadata that already has a resourceVersion; no object at all.
+        let with: Value = serde_json::from_slice(
+            &Encoded::new(&json!({"metadata": {}}))
+                .with_resource_version(7)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(with, json!({"metadata": {"resourceVersion": "7"}}));
+        assert!(
+            Encoded::new(&json!({"metadata": {"resourceVersion": "1"}}))
+                .with_resource_version(7)
+                .is_none()
+        );
+        assert!(
+            Encoded::new(&json!({"kind": "ConfigMap"}))
+                .with_resource_version(7)
+                .is_none()
+        );
+        assert!(Encoded::new(&json!([1])).with_resource_version(7).is_none());
     }
 
     #[test]

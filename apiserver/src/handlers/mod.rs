@@ -324,9 +324,10 @@ async fn respond(ctx: Ctx, method: &Method, body: &Bytes) -> Result<Response, Ap
             read::get_stored(&ctx).await
         }
         (&Method::GET, true) => read::get(&ctx).await.map(|o| json_response(ctx.served(o))),
-        (&Method::POST, false) => write::create(&ctx, body)
-            .await
-            .map(|object| json_status(StatusCode::CREATED, ctx.served(object))),
+        (&Method::POST, false) => write::create(&ctx, body).await.map(|created| match created {
+            write::Created::Json(json) => json_bytes(StatusCode::CREATED, json),
+            write::Created::Object(object) => json_status(StatusCode::CREATED, ctx.served(object)),
+        }),
         (&Method::PUT, true) => write::update(&ctx, body)
             .await
             .map(|o| json_response(ctx.served(o))),
@@ -421,7 +422,11 @@ pub fn json_response(value: Value) -> Response {
 }
 
 pub fn json_status(code: StatusCode, value: Value) -> Response {
-    let body = serde_json::to_vec(&value).expect("JSON values serialise");
+    json_bytes(code, serde_json::to_vec(&value).expect("JSON values serialise"))
+}
+
+/// A response of JSON already serialised.
+pub fn json_bytes(code: StatusCode, body: Vec<u8>) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

@@ -168,7 +168,26 @@ fn encode(object: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(object).expect("JSON values serialise"))
 }
 
-pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+/// What a create answers with.
+pub enum Created {
+    /// The object, of the stored version.
+    Object(Value),
+    /// The object's JSON as stored, with its `resourceVersion`: when the request's version is the stored one, the
+    /// response needs no conversion and so no second serialisation.
+    Json(Vec<u8>),
+}
+
+impl Created {
+    pub fn into_object(self) -> Result<Value, ApiError> {
+        match self {
+            Created::Object(object) => Ok(object),
+            Created::Json(json) => serde_json::from_slice(&json)
+                .map_err(|e| ApiError::Internal(format!("the created object does not parse: {e}"))),
+        }
+    }
+}
+
+pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Created, ApiError> {
     if ctx.subresource.is_some() {
         return Err(ApiError::MethodNotAllowed);
     }
@@ -178,7 +197,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
 
 /// Creates `object` (of the stored version); `track`: its fields become the writer's (an apply has already
 /// recorded its own).
-async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Value, ApiError> {
+async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Created, ApiError> {
     set_namespace(ctx, &mut object)?;
     let generate = meta_str(&object, "name")
         .filter(|name| !name.is_empty())
@@ -210,14 +229,19 @@ async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Valu
     }
     if ctx.dry_run()? {
         drop(allocate(ctx, &mut object, None, true).await?);
-        return Ok(object);
+        return Ok(Created::Object(object));
     }
     let unallocated = generate.is_some().then(|| object.clone());
     for _ in 0..3 {
         // Allocated after the managers are recorded: like kube's, allocated values belong to no manager.
         let claims = allocate(ctx, &mut object, None, false).await?;
         let name = meta_str(&object, "name").unwrap_or_default().to_owned();
-        let result = ctx.server.store.create(&ctx.key(&name), encode(&object)).await;
+        let encoded = object::Encoded::new(&object);
+        let result = ctx
+            .server
+            .store
+            .create(&ctx.key(&name), encoded.bytes.clone())
+            .await;
         if let Err(err) = &result
             && not_written(err)
         {
@@ -225,8 +249,13 @@ async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Valu
         }
         match result {
             Ok(revision) => {
+                if !ctx.converts()
+                    && let Some(json) = encoded.with_resource_version(revision.get())
+                {
+                    return Ok(Created::Json(json));
+                }
                 object::set_resource_version(&mut object, revision.get());
-                return Ok(object);
+                return Ok(Created::Object(object));
             }
             Err(flotilla_storage::Error::AlreadyExists { .. }) if generate.is_some() => {
                 // Another name, and the allocation again from scratch.
@@ -675,7 +704,7 @@ async fn apply(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
                 match create_object(ctx, ctx.stored(object)?, false).await {
                     // Another writer created it meanwhile: apply over theirs, as kube retries.
                     Err(ApiError::AlreadyExists(_)) if attempt == 0 => continue,
-                    created => return created,
+                    created => return created.and_then(Created::into_object),
                 }
             }
             other => return other,
