@@ -400,12 +400,7 @@ async fn update_with(
             ctx.server.services.release(claims).await;
             match ctx.server.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(deleted) => {
-                    if is_services(ctx.resource) {
-                        ctx.server
-                            .services
-                            .release_dropped(&current, None, deleted.revision)
-                            .await;
-                    }
+                    release_dropped(ctx, &current, None, deleted.revision).await;
                     object::set_resource_version(&mut new, deleted.revision.get());
                     return Ok(new);
                 }
@@ -421,12 +416,7 @@ async fn update_with(
         }
         match result {
             Ok(revision) => {
-                if is_services(ctx.resource) && ctx.subresource.is_none() {
-                    ctx.server
-                        .services
-                        .release_dropped(&current, Some(&new), revision)
-                        .await;
-                }
+                release_dropped(ctx, &current, Some(&new), revision).await;
                 object::set_resource_version(&mut new, revision.get());
                 return Ok(match ctx.subresource {
                     Some(Subresource::Scale) => scale_of(&new),
@@ -445,6 +435,14 @@ async fn update_with(
 
 fn is_services(resource: &Resource) -> bool {
     resource.group.is_empty() && resource.plural == "services"
+}
+
+/// After a Service was written (`new`) or deleted (`None`): the cluster IP and node ports `old` held and it no
+/// longer does go back to their pools. An update through a subresource changes no addresses.
+async fn release_dropped(ctx: &Ctx, old: &Value, new: Option<&Value>, revision: Revision) {
+    if is_services(ctx.resource) && (new.is_none() || ctx.subresource.is_none()) {
+        ctx.server.services.release_dropped(old, new, revision).await;
+    }
 }
 
 /// Whether a failed write surely did not happen (its claims can go back): etcd answered, refusing it. A write
@@ -834,12 +832,7 @@ async fn delete_object(
             }
             match ctx.server.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(deleted) => {
-                    if is_services(ctx.resource) {
-                        ctx.server
-                            .services
-                            .release_dropped(&current, None, deleted.revision)
-                            .await;
-                    }
+                    release_dropped(ctx, &current, None, deleted.revision).await;
                     return Ok((StatusCode::OK, deleted_status(ctx, name, &uid)));
                 }
                 Err(flotilla_storage::Error::Conflict { .. }) => continue,
