@@ -81,6 +81,14 @@ impl Ctx {
         crate::conversion::to_served(self.resource, &self.version, object)
     }
 
+    /// A write's answer as the request's version shows it.
+    fn written(&self, code: StatusCode, written: write::Written) -> Response {
+        match written {
+            write::Written::Json(json) => json_bytes(code, json),
+            write::Written::Object(object) => json_status(code, self.served(object)),
+        }
+    }
+
     /// An object of the request's version in the stored version.
     pub fn stored(&self, object: Value) -> Result<Value, ApiError> {
         crate::conversion::to_stored(self.resource, &self.version, object)
@@ -324,16 +332,15 @@ async fn respond(ctx: Ctx, method: &Method, body: &Bytes) -> Result<Response, Ap
             read::get_stored(&ctx).await
         }
         (&Method::GET, true) => read::get(&ctx).await.map(|o| json_response(ctx.served(o))),
-        (&Method::POST, false) => write::create(&ctx, body).await.map(|created| match created {
-            write::Created::Json(json) => json_bytes(StatusCode::CREATED, json),
-            write::Created::Object(object) => json_status(StatusCode::CREATED, ctx.served(object)),
-        }),
+        (&Method::POST, false) => write::create(&ctx, body)
+            .await
+            .map(|written| ctx.written(StatusCode::CREATED, written)),
         (&Method::PUT, true) => write::update(&ctx, body)
             .await
-            .map(|o| json_response(ctx.served(o))),
+            .map(|written| ctx.written(StatusCode::OK, written)),
         (&Method::PATCH, true) => write::patch(&ctx, body)
             .await
-            .map(|o| json_response(ctx.served(o))),
+            .map(|written| ctx.written(StatusCode::OK, written)),
         (&Method::DELETE, true) => write::delete(&ctx, body)
             .await
             .map(|(code, object)| json_status(code, ctx.served(object))),

@@ -168,26 +168,27 @@ fn encode(object: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(object).expect("JSON values serialise"))
 }
 
-/// What a create answers with.
-pub enum Created {
-    /// The object, of the stored version.
+/// What a write answers with.
+pub enum Written {
+    /// The object, of the stored version (or a Scale).
     Object(Value),
-    /// The object's JSON as stored, with its `resourceVersion`: when the request's version is the stored one, the
-    /// response needs no conversion and so no second serialisation.
+    /// The object's JSON as just stored, with its new `resourceVersion`: when the request's version is the stored
+    /// one, the response needs no conversion and so no second serialisation.
     Json(Vec<u8>),
 }
 
-impl Created {
-    pub fn into_object(self) -> Result<Value, ApiError> {
-        match self {
-            Created::Object(object) => Ok(object),
-            Created::Json(json) => serde_json::from_slice(&json)
-                .map_err(|e| ApiError::Internal(format!("the created object does not parse: {e}"))),
-        }
+/// The answer to a write of `object`, stored as `encoded` at `revision`.
+fn written(ctx: &Ctx, encoded: &object::Encoded, mut object: Value, revision: Revision) -> Written {
+    if !ctx.converts()
+        && let Some(json) = encoded.with_resource_version(revision.get())
+    {
+        return Written::Json(json);
     }
+    object::set_resource_version(&mut object, revision.get());
+    Written::Object(object)
 }
 
-pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Created, ApiError> {
+pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Written, ApiError> {
     if ctx.subresource.is_some() {
         return Err(ApiError::MethodNotAllowed);
     }
@@ -197,7 +198,7 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> Result<Created, ApiError> {
 
 /// Creates `object` (of the stored version); `track`: its fields become the writer's (an apply has already
 /// recorded its own).
-async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Created, ApiError> {
+async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Written, ApiError> {
     set_namespace(ctx, &mut object)?;
     let generate = meta_str(&object, "name")
         .filter(|name| !name.is_empty())
@@ -229,7 +230,7 @@ async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Crea
     }
     if ctx.dry_run()? {
         drop(allocate(ctx, &mut object, None, true).await?);
-        return Ok(Created::Object(object));
+        return Ok(Written::Object(object));
     }
     let unallocated = generate.is_some().then(|| object.clone());
     for _ in 0..3 {
@@ -248,15 +249,7 @@ async fn create_object(ctx: &Ctx, mut object: Value, track: bool) -> Result<Crea
             ctx.server.services.release(claims).await;
         }
         match result {
-            Ok(revision) => {
-                if !ctx.converts()
-                    && let Some(json) = encoded.with_resource_version(revision.get())
-                {
-                    return Ok(Created::Json(json));
-                }
-                object::set_resource_version(&mut object, revision.get());
-                return Ok(Created::Object(object));
-            }
+            Ok(revision) => return Ok(written(ctx, &encoded, object, revision)),
             Err(flotilla_storage::Error::AlreadyExists { .. }) if generate.is_some() => {
                 // Another name, and the allocation again from scratch.
                 if let Some(unallocated) = &unallocated {
@@ -313,7 +306,7 @@ async fn update_with(
     ctx: &Ctx,
     track: bool,
     mut compute: impl FnMut(&Value) -> Result<Value, ApiError>,
-) -> Result<Value, ApiError> {
+) -> Result<Written, ApiError> {
     let name = ctx.name.as_deref().expect("updates have a name");
     let subject = ctx.subject(name);
     let key = ctx.key(name);
@@ -387,12 +380,12 @@ async fn update_with(
         let mut unchanged = current.clone();
         object::metadata_mut(&mut unchanged).remove("resourceVersion");
         if new == unchanged {
-            return Ok(current);
+            return Ok(Written::Object(current));
         }
         let claims = allocate(ctx, &mut new, Some(&current), dry_run).await?;
         if dry_run {
             object::set_resource_version(&mut new, kv.mod_revision.get());
-            return Ok(new);
+            return Ok(Written::Object(new));
         }
         // The last finalizer of an object being deleted is gone: the update completes the delete.
         let being_deleted = object::metadata(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
@@ -402,13 +395,18 @@ async fn update_with(
                 Ok(deleted) => {
                     release_dropped(ctx, &current, None, deleted.revision).await;
                     object::set_resource_version(&mut new, deleted.revision.get());
-                    return Ok(new);
+                    return Ok(Written::Object(new));
                 }
                 Err(flotilla_storage::Error::Conflict { .. }) => continue,
                 Err(err) => return Err(from_storage(err, &subject)),
             }
         }
-        let result = ctx.server.store.update(&key, encode(&new), kv.mod_revision).await;
+        let encoded = object::Encoded::new(&new);
+        let result = ctx
+            .server
+            .store
+            .update(&key, encoded.bytes.clone(), kv.mod_revision)
+            .await;
         if let Err(err) = &result
             && not_written(err)
         {
@@ -417,11 +415,11 @@ async fn update_with(
         match result {
             Ok(revision) => {
                 release_dropped(ctx, &current, Some(&new), revision).await;
-                object::set_resource_version(&mut new, revision.get());
-                return Ok(match ctx.subresource {
-                    Some(Subresource::Scale) => scale_of(&new),
-                    _ => new,
-                });
+                if ctx.subresource == Some(Subresource::Scale) {
+                    object::set_resource_version(&mut new, revision.get());
+                    return Ok(Written::Object(scale_of(&new)));
+                }
+                return Ok(written(ctx, &encoded, new, revision));
             }
             Err(flotilla_storage::Error::Conflict { .. }) => continue,
             Err(err) => return Err(from_storage(err, &subject)),
@@ -506,7 +504,7 @@ fn check_finalizers(ctx: &Ctx, current: &Value, new: &Value) -> Result<(), ApiEr
     })
 }
 
-pub async fn update(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+pub async fn update(ctx: &Ctx, body: &Bytes) -> Result<Written, ApiError> {
     let wanted = decode_body(ctx, body)?;
     let wanted = match ctx.subresource {
         Some(Subresource::Scale) => wanted,
@@ -518,7 +516,7 @@ pub async fn update(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
 /// A patch, ready to apply to the current object (again after a lost race).
 type PatchFn = Box<dyn Fn(&mut Value) -> Result<(), ApiError> + Send + Sync>;
 
-pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+pub async fn patch(ctx: &Ctx, body: &Bytes) -> Result<Written, ApiError> {
     let kind = content_type(ctx);
     if kind == APPLY_PATCH {
         return apply(ctx, body).await;
@@ -634,7 +632,7 @@ fn writer<'a>(ctx: &Ctx, (manager, api_version, time): &'a (String, String, Stri
 
 /// Server-side apply (`application/apply-patch+yaml`): the body is the manager's whole configuration of the
 /// object, merged in by [`managed::apply`]; the object is created when it does not exist.
-async fn apply(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
+async fn apply(ctx: &Ctx, body: &Bytes) -> Result<Written, ApiError> {
     let manager = ctx
         .param("fieldManager")
         .map(str::to_owned)
@@ -702,7 +700,7 @@ async fn apply(ctx: &Ctx, body: &Bytes) -> Result<Value, ApiError> {
                 match create_object(ctx, ctx.stored(object)?, false).await {
                     // Another writer created it meanwhile: apply over theirs, as kube retries.
                     Err(ApiError::AlreadyExists(_)) if attempt == 0 => continue,
-                    created => return created.and_then(Created::into_object),
+                    created => return created,
                 }
             }
             other => return other,
