@@ -30,11 +30,38 @@ struct DurationLabels {
     resource: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    reason: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    update_retries: Family<RetryLabels, Counter>,
+}
+
+/// Why an update was made again from a newer copy of its object.
+#[derive(Clone, Copy, Debug)]
+pub enum Retry {
+    /// Storage refused the watch cache's copy as behind, and answered with its own.
+    StaleCache,
+    /// The attempt on the watch cache's copy failed or changed nothing: checked again on storage's.
+    Recheck,
+    /// Another writer came first, after a read from storage.
+    Conflict,
+}
+
+impl Retry {
+    fn reason(self) -> &'static str {
+        match self {
+            Retry::StaleCache => "stale_cache",
+            Retry::Recheck => "recheck",
+            Retry::Conflict => "conflict",
+        }
+    }
 }
 
 fn duration_histogram() -> Histogram {
@@ -57,15 +84,28 @@ impl Default for Metrics {
             "Response latency distribution in seconds by verb and resource",
             durations.clone(),
         );
+        let update_retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "flotilla_apiserver_update_retries",
+            "Updates made again from a newer copy of their object, by reason",
+            update_retries.clone(),
+        );
         Metrics {
             registry,
             requests,
             durations,
+            update_retries,
         }
     }
 }
 
 impl Metrics {
+    pub fn update_retried(&self, why: Retry) {
+        self.update_retries
+            .get_or_create(&RetryLabels { reason: why.reason() })
+            .inc();
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)

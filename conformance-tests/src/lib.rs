@@ -122,6 +122,12 @@ impl TestApiserver {
         bail!("apiserver not ready")
     }
 
+    /// The client URL of the etcd this apiserver stores in (`None` on the embedded store), for tests that write
+    /// behind the apiserver's back as another replica would.
+    pub fn etcd_endpoint(&self) -> Option<String> {
+        self._etcd.as_ref().map(EtcdServer::endpoint)
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

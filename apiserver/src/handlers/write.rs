@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::read::decode;
 use crate::managed;
+use crate::metrics::Retry;
 use crate::object::{self, meta_str};
 use crate::services;
 use crate::status::{ApiError, Cause, Subject, from_storage};
@@ -300,8 +301,51 @@ pub fn scale_of(object: &Value) -> Value {
     })
 }
 
+/// Where an attempt at an update starts: the current object (with its `resourceVersion`), its revision, and whether
+/// it was read from storage just now (else it is the watch cache's copy, which may be behind).
+struct Start {
+    object: Value,
+    revision: Revision,
+    fresh: bool,
+}
+
+impl Start {
+    fn read(ctx: &Ctx, kv: &flotilla_storage::KeyValue) -> Result<Start, ApiError> {
+        Ok(Start {
+            object: decode(ctx, kv)?,
+            revision: kv.mod_revision,
+            fresh: true,
+        })
+    }
+
+    fn cached(ctx: &Ctx, key: &str) -> Option<Start> {
+        let cached = ctx.server.caches.of(ctx.resource).get(key)?;
+        let mut object: Value = serde_json::from_slice(&cached.item_json).ok()?;
+        object::set_type(&mut object, ctx.resource, ctx.storage_version());
+        Some(Start {
+            object,
+            revision: Revision(cached.revision),
+            fresh: false,
+        })
+    }
+}
+
+/// What one attempt at an update came to.
+enum Attempt {
+    Written(Written),
+    /// Nothing to write: the object as it is.
+    Unchanged(Value),
+    /// Another writer came first: start again from storage's current object, when the refusal carried it.
+    Raced(Option<Start>),
+}
+
 /// The read-modify-write loop shared by update and patch. `compute` gets the current object (with its
 /// `resourceVersion`) and returns the object the client wants; it runs again after a lost race.
+///
+/// The first attempt starts from the watch cache's copy of the object, as kube-apiserver's cacher hands its copy to
+/// the update, so that an update costs one storage round trip rather than two. A stale copy costs a retry, no more:
+/// the compare-and-swap refuses it and answers with storage's current object; and an attempt on the cache's copy
+/// that fails, or finds nothing to change, is made again on storage's before it answers.
 async fn update_with(
     ctx: &Ctx,
     track: bool,
@@ -311,124 +355,168 @@ async fn update_with(
     let subject = ctx.subject(name);
     let key = ctx.key(name);
     let dry_run = ctx.dry_run()?;
+    let mut next = Start::cached(ctx, &key);
     for _ in 0..MAX_RETRIES {
-        let kv = ctx
-            .server
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| from_storage(e, &subject))?;
-        let current = decode(ctx, &kv)?;
-        let wanted = compute(&current)?;
-        let mut new = match ctx.subresource {
-            Some(Subresource::Scale) => {
-                // `ScaleSpec.replicas` is a Go value with `omitempty`, so absent is zero, as kube reads it: a Go
-                // client scaling to zero sends `"spec": {}` in JSON, and the protobuf decoder drops the zero alike.
-                let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-                let mut new = current.clone();
-                let spec = new
-                    .as_object_mut()
-                    .map(|o| o.entry("spec").or_insert_with(|| json!({})));
-                match spec {
-                    Some(Value::Object(spec)) => {
-                        spec.insert("replicas".to_owned(), replicas);
-                    }
-                    _ => return Err(ApiError::BadRequest("the object has no spec to scale".to_owned())),
-                }
-                object::prepare_update(&mut new, &current, ctx.behaviour, None);
-                new
-            }
-            subresource => {
-                let mut new = wanted;
-                check_identity(&new, name)?;
-                set_namespace(ctx, &mut new)?;
-                let wanted_rv = meta_str(&new, "resourceVersion")
-                    .filter(|rv| !rv.is_empty())
-                    .map(str::to_owned);
-                if wanted_rv.is_some_and(|rv| rv != kv.mod_revision.get().to_string()) {
-                    return Err(from_storage(
-                        flotilla_storage::Error::Conflict {
-                            key: key.clone(),
-                            expected: Revision::ZERO,
-                            current: Box::new(kv.clone()),
-                        },
-                        &subject,
-                    ));
-                }
-                if subresource.is_none() {
-                    // Defaults first, so that a spec they complete does not count as changed.
-                    object::normalize(&mut new, ctx.resource);
-                    if is_services(ctx.resource) {
-                        services::keep_allocated(&mut new, &current);
-                    }
-                }
-                object::prepare_update(&mut new, &current, ctx.behaviour, subresource);
-                new
+        let start = match next.take() {
+            Some(start) => start,
+            None => {
+                let kv = ctx
+                    .server
+                    .store
+                    .get(&key)
+                    .await
+                    .map_err(|e| from_storage(e, &subject))?;
+                Start::read(ctx, &kv)?
             }
         };
-        object::validate_metadata(&new, ctx.resource, ctx.behaviour)?;
-        object::normalize(&mut new, ctx.resource);
-        check_finalizers(ctx, &current, &new)?;
-        object::set_type(&mut new, ctx.resource, ctx.storage_version());
-        let unknown = object::check_decodes(&mut new, ctx.resource)?;
-        ctx.field_validation(field_problems("unknown", &unknown))?;
-        object::validate_type(&new, Some(&current), ctx.resource)?;
-        if track && ctx.server.track_managed_fields {
-            let facts = write_facts(ctx);
-            managed::track_update(&mut new, Some(&current), &writer(ctx, &facts), ctx.resource);
-        }
-        let mut unchanged = current.clone();
-        object::metadata_mut(&mut unchanged).remove("resourceVersion");
-        if new == unchanged {
-            return Ok(Written::Object(current));
-        }
-        let claims = allocate(ctx, &mut new, Some(&current), dry_run).await?;
-        if dry_run {
-            object::set_resource_version(&mut new, kv.mod_revision.get());
-            return Ok(Written::Object(new));
-        }
-        // The last finalizer of an object being deleted is gone: the update completes the delete.
-        let being_deleted = object::metadata(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
-        if being_deleted && object::finalizers(&new).is_empty() {
-            ctx.server.services.release(claims).await;
-            match ctx.server.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok(deleted) => {
-                    release_dropped(ctx, &current, None, deleted.revision).await;
-                    object::set_resource_version(&mut new, deleted.revision.get());
-                    return Ok(Written::Object(new));
-                }
-                Err(flotilla_storage::Error::Conflict { .. }) => continue,
-                Err(err) => return Err(from_storage(err, &subject)),
+        let fresh = start.fresh;
+        let retry = match attempt(ctx, track, dry_run, &mut compute, &key, &subject, start).await {
+            Ok(Attempt::Written(written)) => return Ok(written),
+            Ok(Attempt::Raced(start)) => {
+                next = start;
+                if fresh { Retry::Conflict } else { Retry::StaleCache }
             }
-        }
-        let encoded = object::Encoded::new(&new);
-        let result = ctx
-            .server
-            .store
-            .update(&key, encoded.bytes.clone(), kv.mod_revision)
-            .await;
-        if let Err(err) = &result
-            && not_written(err)
-        {
-            ctx.server.services.release(claims).await;
-        }
-        match result {
-            Ok(revision) => {
-                release_dropped(ctx, &current, Some(&new), revision).await;
-                if ctx.subresource == Some(Subresource::Scale) {
-                    object::set_resource_version(&mut new, revision.get());
-                    return Ok(Written::Object(scale_of(&new)));
-                }
-                return Ok(written(ctx, &encoded, new, revision));
-            }
-            Err(flotilla_storage::Error::Conflict { .. }) => continue,
-            Err(err) => return Err(from_storage(err, &subject)),
-        }
+            // The cache's copy may be behind: again on storage's before answering.
+            _ if !fresh => Retry::Recheck,
+            Ok(Attempt::Unchanged(current)) => return Ok(Written::Object(current)),
+            Err(err) => return Err(err),
+        };
+        ctx.server.metrics.update_retried(retry);
     }
     Err(ApiError::Conflict {
         subject,
         message: "the object is being modified too often; please try again".to_owned(),
     })
+}
+
+/// One attempt at an update, from `start`.
+async fn attempt(
+    ctx: &Ctx,
+    track: bool,
+    dry_run: bool,
+    compute: &mut impl FnMut(&Value) -> Result<Value, ApiError>,
+    key: &str,
+    subject: &Subject,
+    start: Start,
+) -> Result<Attempt, ApiError> {
+    let name = ctx.name.as_deref().expect("updates have a name");
+    let Start {
+        object: current,
+        revision,
+        ..
+    } = start;
+    let wanted = compute(&current)?;
+    let mut new = match ctx.subresource {
+        Some(Subresource::Scale) => {
+            // `ScaleSpec.replicas` is a Go value with `omitempty`, so absent is zero, as kube reads it: a Go
+            // client scaling to zero sends `"spec": {}` in JSON, and the protobuf decoder drops the zero alike.
+            let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+            let mut new = current.clone();
+            let spec = new
+                .as_object_mut()
+                .map(|o| o.entry("spec").or_insert_with(|| json!({})));
+            match spec {
+                Some(Value::Object(spec)) => {
+                    spec.insert("replicas".to_owned(), replicas);
+                }
+                _ => return Err(ApiError::BadRequest("the object has no spec to scale".to_owned())),
+            }
+            object::prepare_update(&mut new, &current, ctx.behaviour, None);
+            new
+        }
+        subresource => {
+            let mut new = wanted;
+            check_identity(&new, name)?;
+            set_namespace(ctx, &mut new)?;
+            let wanted_rv = meta_str(&new, "resourceVersion")
+                .filter(|rv| !rv.is_empty())
+                .map(str::to_owned);
+            if wanted_rv.is_some_and(|rv| rv != revision.get().to_string()) {
+                return Err(from_storage(
+                    flotilla_storage::Error::Conflict {
+                        key: key.to_owned(),
+                        expected: Revision::ZERO,
+                        current: Box::new(flotilla_storage::KeyValue {
+                            key: key.to_owned(),
+                            value: Bytes::new(),
+                            create_revision: Revision::ZERO,
+                            mod_revision: revision,
+                        }),
+                    },
+                    subject,
+                ));
+            }
+            if subresource.is_none() {
+                // Defaults first, so that a spec they complete does not count as changed.
+                object::normalize(&mut new, ctx.resource);
+                if is_services(ctx.resource) {
+                    services::keep_allocated(&mut new, &current);
+                }
+            }
+            object::prepare_update(&mut new, &current, ctx.behaviour, subresource);
+            new
+        }
+    };
+    object::validate_metadata(&new, ctx.resource, ctx.behaviour)?;
+    object::normalize(&mut new, ctx.resource);
+    check_finalizers(ctx, &current, &new)?;
+    object::set_type(&mut new, ctx.resource, ctx.storage_version());
+    let unknown = object::check_decodes(&mut new, ctx.resource)?;
+    ctx.field_validation(field_problems("unknown", &unknown))?;
+    object::validate_type(&new, Some(&current), ctx.resource)?;
+    if track && ctx.server.track_managed_fields {
+        let facts = write_facts(ctx);
+        managed::track_update(&mut new, Some(&current), &writer(ctx, &facts), ctx.resource);
+    }
+    let mut unchanged = current.clone();
+    object::metadata_mut(&mut unchanged).remove("resourceVersion");
+    if new == unchanged {
+        return Ok(Attempt::Unchanged(current));
+    }
+    let claims = allocate(ctx, &mut new, Some(&current), dry_run).await?;
+    if dry_run {
+        object::set_resource_version(&mut new, revision.get());
+        return Ok(Attempt::Written(Written::Object(new)));
+    }
+    // The last finalizer of an object being deleted is gone: the update completes the delete.
+    let being_deleted = object::metadata(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
+    if being_deleted && object::finalizers(&new).is_empty() {
+        ctx.server.services.release(claims).await;
+        return match ctx.server.store.delete(key, Some(revision)).await {
+            Ok(deleted) => {
+                release_dropped(ctx, &current, None, deleted.revision).await;
+                object::set_resource_version(&mut new, deleted.revision.get());
+                Ok(Attempt::Written(Written::Object(new)))
+            }
+            Err(flotilla_storage::Error::Conflict { .. }) => Ok(Attempt::Raced(None)),
+            Err(err) => Err(from_storage(err, subject)),
+        };
+    }
+    let encoded = object::Encoded::new(&new);
+    let result = ctx
+        .server
+        .store
+        .update(key, encoded.bytes.clone(), revision)
+        .await;
+    if let Err(err) = &result
+        && not_written(err)
+    {
+        ctx.server.services.release(claims).await;
+    }
+    match result {
+        Ok(revision) => {
+            release_dropped(ctx, &current, Some(&new), revision).await;
+            if ctx.subresource == Some(Subresource::Scale) {
+                object::set_resource_version(&mut new, revision.get());
+                return Ok(Attempt::Written(Written::Object(scale_of(&new))));
+            }
+            Ok(Attempt::Written(written(ctx, &encoded, new, revision)))
+        }
+        Err(flotilla_storage::Error::Conflict { current, .. }) => {
+            Ok(Attempt::Raced(Some(Start::read(ctx, &current)?)))
+        }
+        Err(err) => Err(from_storage(err, subject)),
+    }
 }
 
 fn is_services(resource: &Resource) -> bool {

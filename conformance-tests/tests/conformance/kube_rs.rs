@@ -13,7 +13,7 @@ use kube::runtime::watcher;
 
 crate::on_both_backends!(kube_rs_discovers_creates_patches_and_watches);
 
-async fn client(server: &TestApiserver) -> kube::Client {
+pub(crate) async fn client(server: &TestApiserver) -> kube::Client {
     let kubeconfig = Kubeconfig::read_from(&server.kubeconfig).expect("read the kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await

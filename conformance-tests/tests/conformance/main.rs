@@ -11,6 +11,7 @@ mod kubectl;
 mod protobuf;
 mod python;
 mod services;
+mod updates;
 
 /// Instantiates each scenario `async fn name(Backend)` once per storage backend.
 #[macro_export]
