@@ -1,15 +1,15 @@
 //! Apiserver benchmark: the real `flotilla-apiserver` binary, over HTTPS (HTTP/2) with a bearer token, on the
 //! embedded store and on etcd, with raw `etcd-client` calls against the same etcd as the baseline, in one run.
-//! Measures start to ready, idle memory, create and GET throughput (and GET latency: under 64 clients, one at a
-//! time, and at a steady 10,000 a second), the CPU time of a create in each process, a LIST of 10,000
-//! ConfigMaps (consistent from storage, and `resourceVersion=0` from the watch cache), delivery to 1,000
+//! Measures start to ready, idle memory, create, update and GET throughput (and GET latency: under 64 clients, one
+//! at a time, and at a steady 10,000 a second), the CPU time of a create and of an update in each process, a LIST
+//! of 10,000 ConfigMaps (consistent from storage, and `resourceVersion=0` from the watch cache), delivery to 1,000
 //! concurrent watchers, and memory holding many objects.
 //!
 //! Run: `cargo bench -p flotilla-apiserver --bench apiserver` (`-- --objects N` for the memory step).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -277,6 +277,10 @@ struct Figures {
     ready_ms: f64,
     idle_rss: f64,
     creates: f64,
+    /// Merge patches of the created ConfigMaps (raw etcd-client: compare-and-swap puts at the revision each create
+    /// returned, the one round trip an update takes when the current object is at hand).
+    updates: f64,
+    update_cpu: Cpu,
     gets: f64,
     get_p50: f64,
     get_p99: f64,
@@ -466,6 +470,28 @@ async fn measure(
     (figures.paced_p50, figures.paced_p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
     figures.paced_late_p99 = percentile(&late, 0.99);
 
+    eprintln!("  updates…");
+    let s = server.clone();
+    let before = Cpu::now(server_pid, etcd_pid);
+    (figures.updates, _) = load(CREATES, CONCURRENCY, move |i| {
+        let s = s.clone();
+        async move {
+            let patch = Bytes::from(format!(r#"{{"data":{{"t":"{}"}}}}"#, epoch.elapsed().as_nanos()));
+            let path = format!("/api/v1/namespaces/bench/configmaps/cm-{i:06}");
+            let (status, body) = s
+                .call(Method::PATCH, &path, Some(patch), "application/merge-patch+json")
+                .await?;
+            anyhow::ensure!(
+                status == StatusCode::OK,
+                "{path}: {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            Ok(())
+        }
+    })
+    .await?;
+    figures.update_cpu = before.per_operation(&Cpu::now(server_pid, etcd_pid), CREATES);
+
     eprintln!("  LISTs…");
     let (mut storage_ms, mut cache_ms) = (Vec::new(), Vec::new());
     for _ in 0..10 {
@@ -557,15 +583,21 @@ async fn raw_etcd(endpoint: &str, etcd_pid: Option<u32>) -> Result<Figures> {
     eprintln!("  creates…");
     let before = Cpu::now(None, etcd_pid);
     let k = kv.clone();
+    // Each key's revision, for the updates.
+    let revisions: Arc<Vec<AtomicI64>> = Arc::new((0..CREATES).map(|_| AtomicI64::new(0)).collect());
+    let r = revisions.clone();
     let (creates, _) = load(CREATES, CONCURRENCY, move |i| {
-        let mut k = k.clone();
+        let (mut k, r) = (k.clone(), r.clone());
         async move {
             let key = format!("/raw/configmaps/bench/cm-{i:06}");
             let value = configmap("x", epoch.elapsed().as_nanos()).to_vec();
             let txn = Txn::new()
                 .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(key.as_str(), value, None)]);
-            anyhow::ensure!(k.txn(txn).await?.succeeded(), "exists");
+            let response = k.txn(txn).await?;
+            anyhow::ensure!(response.succeeded(), "exists");
+            let revision = response.header().map_or(0, |h| h.revision());
+            r[i].store(revision, Ordering::Relaxed);
             Ok(())
         }
     })
@@ -599,6 +631,24 @@ async fn raw_etcd(endpoint: &str, etcd_pid: Option<u32>) -> Result<Figures> {
         "  paced GETs: the generator's own lateness p99 {:.2} ms",
         percentile(&paced_late, 0.99)
     );
+    eprintln!("  updates…");
+    let before = Cpu::now(None, etcd_pid);
+    let k = kv.clone();
+    let (updates, _) = load(CREATES, CONCURRENCY, move |i| {
+        let (mut k, revisions) = (k.clone(), revisions.clone());
+        async move {
+            let key = format!("/raw/configmaps/bench/cm-{i:06}");
+            let value = configmap("x", epoch.elapsed().as_nanos()).to_vec();
+            let revision = revisions[i].load(Ordering::Relaxed);
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key.as_str(), CompareOp::Equal, revision)])
+                .and_then([TxnOp::put(key.as_str(), value, None)]);
+            anyhow::ensure!(k.txn(txn).await?.succeeded(), "moved");
+            Ok(())
+        }
+    })
+    .await?;
+    let update_cpu = before.per_operation(&Cpu::now(None, etcd_pid), CREATES);
     eprintln!("  LISTs…");
     let mut times = Vec::new();
     for _ in 0..10 {
@@ -612,6 +662,8 @@ async fn raw_etcd(endpoint: &str, etcd_pid: Option<u32>) -> Result<Figures> {
     }
     Ok(Figures {
         creates,
+        updates,
+        update_cpu,
         gets,
         get_p50: percentile(&latencies, 0.5),
         get_p99: percentile(&latencies, 0.99),
@@ -684,6 +736,14 @@ async fn main() -> Result<()> {
         Some(raw.creates),
         on_etcd.creates,
         embedded.creates,
+        "ops/s",
+        true,
+    );
+    row(
+        "update ConfigMap (merge patch), 64 clients",
+        Some(raw.updates),
+        on_etcd.updates,
+        embedded.updates,
         "ops/s",
         true,
     );
@@ -802,37 +862,38 @@ async fn main() -> Result<()> {
     );
     let holding = format!("RSS holding {} ConfigMaps", embedded.objects);
     row(&holding, None, on_etcd.full_rss, embedded.full_rss, "MiB", false);
-    // Where a create's CPU goes: on 2 saturated cores, throughput is the inverse of the total, so the total's
-    // ratio is the create ratio the machine allows, steadier than the throughput of one noisy run.
-    let cpu_row = |name: &str, raw_cell: String, baseline: Option<f64>, of: &dyn Fn(&Cpu) -> f64| {
-        let ratio = |x: f64| baseline.map_or("–".to_owned(), |base| format!("{:.2}×", base / x));
-        let (etcd_value, embedded_value) = (of(&on_etcd.create_cpu), of(&embedded.create_cpu));
-        println!(
-            "| {name} | {raw_cell} | {etcd_value:.1} µs | {} | {embedded_value:.1} µs | {} |",
-            ratio(etcd_value),
-            ratio(embedded_value),
+    // Where a write's CPU goes: on 2 saturated cores, throughput is the inverse of the total, so the total's
+    // ratio is the ratio the machine allows, steadier than the throughput of one noisy run.
+    for (write, of_figures) in [
+        ("create", (|f: &Figures| f.create_cpu) as fn(&Figures) -> Cpu),
+        ("update", |f: &Figures| f.update_cpu),
+    ] {
+        let (raw_cpu, etcd_cpu, embedded_cpu) =
+            (of_figures(&raw), of_figures(&on_etcd), of_figures(&embedded));
+        let cpu_row = |name: &str, raw_cell: String, baseline: Option<f64>, of: &dyn Fn(&Cpu) -> f64| {
+            let ratio = |x: f64| baseline.map_or("–".to_owned(), |base| format!("{:.2}×", base / x));
+            let (etcd_value, embedded_value) = (of(&etcd_cpu), of(&embedded_cpu));
+            println!(
+                "| CPU per {write}: {name} | {raw_cell} | {etcd_value:.1} µs | {} | {embedded_value:.1} µs | {} |",
+                ratio(etcd_value),
+                ratio(embedded_value),
+            );
+        };
+        cpu_row("apiserver", "–".to_owned(), None, &|c| c.server);
+        cpu_row("etcd", format!("{:.1} µs", raw_cpu.etcd), None, &|c| c.etcd);
+        cpu_row(
+            "load generator",
+            format!("{:.1} µs", raw_cpu.client),
+            None,
+            &|c| c.client,
         );
-    };
-    let raw_cpu = raw.create_cpu;
-    cpu_row("CPU per create: apiserver", "–".to_owned(), None, &|c| c.server);
-    cpu_row(
-        "CPU per create: etcd",
-        format!("{:.1} µs", raw_cpu.etcd),
-        None,
-        &|c| c.etcd,
-    );
-    cpu_row(
-        "CPU per create: load generator",
-        format!("{:.1} µs", raw_cpu.client),
-        None,
-        &|c| c.client,
-    );
-    cpu_row(
-        "CPU per create: all three",
-        format!("{:.1} µs", raw_cpu.total()),
-        Some(raw_cpu.total()),
-        &Cpu::total,
-    );
+        cpu_row(
+            "all three",
+            format!("{:.1} µs", raw_cpu.total()),
+            Some(raw_cpu.total()),
+            &Cpu::total,
+        );
+    }
     println!();
     let expected = watchers * WATCHED_WRITES;
     println!(
