@@ -1,5 +1,7 @@
 //! Prometheus metrics, with kube-apiserver's names: `apiserver_request_total` (by verb, resource, code) and
-//! `apiserver_request_duration_seconds` (by verb, resource).
+//! `apiserver_request_duration_seconds` (by verb, resource); and Flotilla's own
+//! `flotilla_apiserver_write_retries_total` (by verb and reason): updates and deletes made again from a newer copy
+//! of their object.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,6 +34,7 @@ struct DurationLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RetryLabels {
+    verb: &'static str,
     reason: &'static str,
 }
 
@@ -40,10 +43,10 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
-    update_retries: Family<RetryLabels, Counter>,
+    write_retries: Family<RetryLabels, Counter>,
 }
 
-/// Why an update was made again from a newer copy of its object.
+/// Why an update (or a delete) was made again from a newer copy of its object.
 #[derive(Clone, Copy, Debug)]
 pub enum Retry {
     /// Storage refused the watch cache's copy as behind, and answered with its own.
@@ -84,25 +87,29 @@ impl Default for Metrics {
             "Response latency distribution in seconds by verb and resource",
             durations.clone(),
         );
-        let update_retries = Family::<RetryLabels, Counter>::default();
+        let write_retries = Family::<RetryLabels, Counter>::default();
         registry.register(
-            "flotilla_apiserver_update_retries",
-            "Updates made again from a newer copy of their object, by reason",
-            update_retries.clone(),
+            "flotilla_apiserver_write_retries",
+            "Updates and deletes made again from a newer copy of their object, by verb and reason",
+            write_retries.clone(),
         );
         Metrics {
             registry,
             requests,
             durations,
-            update_retries,
+            write_retries,
         }
     }
 }
 
 impl Metrics {
-    pub fn update_retried(&self, why: Retry) {
-        self.update_retries
-            .get_or_create(&RetryLabels { reason: why.reason() })
+    /// `verb`: kube's, `UPDATE` (for patches too) or `DELETE`.
+    pub fn write_retried(&self, verb: &'static str, why: Retry) {
+        self.write_retries
+            .get_or_create(&RetryLabels {
+                verb,
+                reason: why.reason(),
+            })
             .inc();
     }
 

@@ -381,7 +381,7 @@ async fn update_with(
             Ok(Attempt::Unchanged(current)) => return Ok(Written::Object(current)),
             Err(err) => return Err(err),
         };
-        ctx.server.metrics.update_retried(retry);
+        ctx.server.metrics.write_retried("UPDATE", retry);
     }
     Err(ApiError::Conflict {
         subject,
@@ -867,6 +867,7 @@ pub async fn delete(ctx: &Ctx, body: &Bytes) -> Result<(StatusCode, Value), ApiE
     delete_object(ctx, name, &options, dry_run).await
 }
 
+/// Deletes `name`: at once, or, while finalizers (or, for a namespace, its contents) remain, by marking it.
 async fn delete_object(
     ctx: &Ctx,
     name: &str,
@@ -875,99 +876,148 @@ async fn delete_object(
 ) -> Result<(StatusCode, Value), ApiError> {
     let subject = ctx.subject(name);
     let key = ctx.key(name);
+    // As updates do: the first attempt starts from the watch cache's copy, and only a write storage accepted is
+    // answered from it; anything else decided on that copy is decided again on storage's.
+    let mut next = Start::cached(ctx, &key);
     for _ in 0..MAX_RETRIES {
-        let kv = ctx
-            .server
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| from_storage(e, &subject))?;
-        let mut current = decode(ctx, &kv)?;
-        let uid = meta_str(&current, "uid").unwrap_or_default().to_owned();
-        if let Some(expected) = &options.precondition_uid
-            && *expected != uid
-        {
-            return Err(ApiError::Conflict {
-                subject,
-                message: format!(
-                    "Precondition failed: UID in precondition: {expected}, UID in object meta: {uid}"
-                ),
-            });
-        }
-        if let Some(expected) = &options.precondition_rv {
-            let actual = kv.mod_revision.get().to_string();
-            if *expected != actual {
-                return Err(ApiError::Conflict {
-                    subject,
-                    message: format!(
-                        "Precondition failed: ResourceVersion in precondition: {expected}, ResourceVersion in object meta: {actual}"
-                    ),
-                });
+        let start = match next.take() {
+            Some(start) => start,
+            None => {
+                let kv = ctx
+                    .server
+                    .store
+                    .get(&key)
+                    .await
+                    .map_err(|e| from_storage(e, &subject))?;
+                Start::read(ctx, &kv)?
             }
-        }
-        let mut finalizers = object::finalizers(&current);
-        let is_namespace = ctx.resource.group.is_empty() && ctx.resource.plural == "namespaces";
-        if let Some(finalizer) = policy_finalizer(options.propagation.as_deref())
-            && !finalizers.iter().any(|f| f == finalizer)
-        {
-            finalizers.push(finalizer.to_owned());
-        }
-        if finalizers.is_empty() && !is_namespace {
-            if dry_run {
-                return Ok((StatusCode::OK, deleted_status(ctx, name, &uid)));
+        };
+        let fresh = start.fresh;
+        let retry = match attempt_delete(ctx, name, options, dry_run, &key, &subject, start).await {
+            Ok(Deletion::Written(code, object)) => return Ok((code, object)),
+            Ok(Deletion::Raced(start)) => {
+                next = start;
+                if fresh { Retry::Conflict } else { Retry::StaleCache }
             }
-            match ctx.server.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok(deleted) => {
-                    release_dropped(ctx, &current, None, deleted.revision).await;
-                    return Ok((StatusCode::OK, deleted_status(ctx, name, &uid)));
-                }
-                Err(flotilla_storage::Error::Conflict { .. }) => continue,
-                Err(err) => return Err(from_storage(err, &subject)),
-            }
-        }
-        // Deletion waits for finalizers (or, for a namespace, for its contents to go): mark it.
-        let meta = object::metadata_mut(&mut current);
-        let already = meta.contains_key("deletionTimestamp");
-        if already && object::finalizers(&current) == finalizers && !is_namespace {
-            return Ok((StatusCode::OK, current));
-        }
-        let meta = object::metadata_mut(&mut current);
-        meta.entry("deletionTimestamp")
-            .or_insert_with(|| Value::String(object::now()));
-        meta.entry("deletionGracePeriodSeconds").or_insert(json!(0));
-        meta.remove("resourceVersion");
-        if finalizers.is_empty() {
-            meta.remove("finalizers");
-        } else {
-            meta.insert("finalizers".to_owned(), json!(finalizers));
-        }
-        if is_namespace {
-            current["status"] = json!({"phase": "Terminating"});
-        }
-        if dry_run {
-            return Ok((StatusCode::OK, current));
-        }
-        match ctx
-            .server
-            .store
-            .update(&key, encode(&current), kv.mod_revision)
-            .await
-        {
-            Ok(revision) => {
-                object::set_resource_version(&mut current, revision.get());
-                ctx.server
-                    .lifecycle
-                    .deletion_started(ctx.resource, ctx.namespace.as_deref(), name);
-                return Ok((StatusCode::OK, current));
-            }
-            Err(flotilla_storage::Error::Conflict { .. }) => continue,
-            Err(err) => return Err(from_storage(err, &subject)),
-        }
+            _ if !fresh => Retry::Recheck,
+            Ok(Deletion::Answered(code, object)) => return Ok((code, object)),
+            Err(err) => return Err(err),
+        };
+        ctx.server.metrics.write_retried("DELETE", retry);
     }
     Err(ApiError::Conflict {
         subject,
         message: "the object is being modified too often; please try again".to_owned(),
     })
+}
+
+/// What one attempt at a delete came to.
+enum Deletion {
+    /// Storage took the delete, or the mark that starts it.
+    Written(StatusCode, Value),
+    /// Decided without a write (a dry run, a delete already under way).
+    Answered(StatusCode, Value),
+    /// Another writer came first: start again from storage's current object, when the refusal carried it.
+    Raced(Option<Start>),
+}
+
+/// One attempt at a delete, from `start`.
+async fn attempt_delete(
+    ctx: &Ctx,
+    name: &str,
+    options: &DeleteOptions,
+    dry_run: bool,
+    key: &str,
+    subject: &Subject,
+    start: Start,
+) -> Result<Deletion, ApiError> {
+    let Start {
+        object: mut current,
+        revision,
+        ..
+    } = start;
+    let uid = meta_str(&current, "uid").unwrap_or_default().to_owned();
+    if let Some(expected) = &options.precondition_uid
+        && *expected != uid
+    {
+        return Err(ApiError::Conflict {
+            subject: subject.clone(),
+            message: format!(
+                "Precondition failed: UID in precondition: {expected}, UID in object meta: {uid}"
+            ),
+        });
+    }
+    if let Some(expected) = &options.precondition_rv {
+        let actual = revision.get().to_string();
+        if *expected != actual {
+            return Err(ApiError::Conflict {
+                subject: subject.clone(),
+                message: format!(
+                    "Precondition failed: ResourceVersion in precondition: {expected}, ResourceVersion in object meta: {actual}"
+                ),
+            });
+        }
+    }
+    let mut finalizers = object::finalizers(&current);
+    let is_namespace = ctx.resource.group.is_empty() && ctx.resource.plural == "namespaces";
+    if let Some(finalizer) = policy_finalizer(options.propagation.as_deref())
+        && !finalizers.iter().any(|f| f == finalizer)
+    {
+        finalizers.push(finalizer.to_owned());
+    }
+    if finalizers.is_empty() && !is_namespace {
+        if dry_run {
+            return Ok(Deletion::Answered(
+                StatusCode::OK,
+                deleted_status(ctx, name, &uid),
+            ));
+        }
+        return match ctx.server.store.delete(key, Some(revision)).await {
+            Ok(deleted) => {
+                release_dropped(ctx, &current, None, deleted.revision).await;
+                Ok(Deletion::Written(StatusCode::OK, deleted_status(ctx, name, &uid)))
+            }
+            Err(flotilla_storage::Error::Conflict { current, .. }) => {
+                Ok(Deletion::Raced(Some(Start::read(ctx, &current)?)))
+            }
+            Err(err) => Err(from_storage(err, subject)),
+        };
+    }
+    // Deletion waits for finalizers (or, for a namespace, for its contents to go): mark it.
+    let meta = object::metadata_mut(&mut current);
+    let already = meta.contains_key("deletionTimestamp");
+    if already && object::finalizers(&current) == finalizers && !is_namespace {
+        return Ok(Deletion::Answered(StatusCode::OK, current));
+    }
+    let meta = object::metadata_mut(&mut current);
+    meta.entry("deletionTimestamp")
+        .or_insert_with(|| Value::String(object::now()));
+    meta.entry("deletionGracePeriodSeconds").or_insert(json!(0));
+    meta.remove("resourceVersion");
+    if finalizers.is_empty() {
+        meta.remove("finalizers");
+    } else {
+        meta.insert("finalizers".to_owned(), json!(finalizers));
+    }
+    if is_namespace {
+        current["status"] = json!({"phase": "Terminating"});
+    }
+    if dry_run {
+        return Ok(Deletion::Answered(StatusCode::OK, current));
+    }
+    match ctx.server.store.update(key, encode(&current), revision).await {
+        Ok(revision) => {
+            object::set_resource_version(&mut current, revision.get());
+            ctx.server
+                .lifecycle
+                .deletion_started(ctx.resource, ctx.namespace.as_deref(), name);
+            Ok(Deletion::Written(StatusCode::OK, current))
+        }
+        Err(flotilla_storage::Error::Conflict { current, .. }) => {
+            Ok(Deletion::Raced(Some(Start::read(ctx, &current)?)))
+        }
+        Err(err) => Err(from_storage(err, subject)),
+    }
 }
 
 /// kube's answer to a delete that removed the object at once.

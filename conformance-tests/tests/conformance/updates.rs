@@ -1,6 +1,6 @@
-//! Updates start from the watch cache's copy of their object (one storage round trip, as kube-apiserver's), yet act
-//! on the latest object when that copy is behind: here another writer (as another apiserver replica would) writes
-//! straight to etcd, and the apiserver's updates race its watch.
+//! Updates and deletes start from the watch cache's copy of their object (one storage round trip, as
+//! kube-apiserver's), yet act on the latest object when that copy is behind: here another writer (as another
+//! apiserver replica would) writes straight to etcd, and the apiserver's updates and deletes race its watch.
 
 use std::collections::BTreeMap;
 
@@ -8,21 +8,22 @@ use flotilla_conformance_tests::{Backend, TestApiserver};
 use flotilla_storage::Store;
 use flotilla_storage::etcd::{EtcdConfig, EtcdStore};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::{Value, json};
 
 const KEY: &str = "/registry/configmaps/default/a";
-/// Rounds to make at least, and at most while the cache has not yet been caught behind.
+/// Rounds to make at least, and at most while the cache has not yet been caught behind by both an update and a
+/// delete.
 const ROUNDS: (usize, usize) = (50, 2000);
 
-/// A write behind the apiserver's back: sets `data.<field>` in the stored object, as a compare-and-swap.
-async fn write_directly(etcd: &EtcdStore, field: &str, value: &str) -> i64 {
+/// A write behind the apiserver's back: sets `data.<field>` in the stored object at `key`, as a compare-and-swap.
+async fn write_directly(etcd: &EtcdStore, key: &str, field: &str, value: &str) -> i64 {
     loop {
-        let kv = etcd.get(KEY).await.expect("the stored object");
+        let kv = etcd.get(key).await.expect("the stored object");
         let mut stored: Value = serde_json::from_slice(&kv.value).unwrap();
         stored["data"][field] = json!(value);
         let bytes = serde_json::to_vec(&stored).unwrap().into();
-        match etcd.update(KEY, bytes, kv.mod_revision).await {
+        match etcd.update(key, bytes, kv.mod_revision).await {
             Ok(revision) => return revision.get(),
             Err(flotilla_storage::Error::Conflict { .. }) => continue,
             Err(err) => panic!("direct write: {err}"),
@@ -30,10 +31,10 @@ async fn write_directly(etcd: &EtcdStore, field: &str, value: &str) -> i64 {
     }
 }
 
-/// `flotilla_apiserver_update_retries_total{reason="…"}`.
-async fn retries(server: &TestApiserver, reason: &str) -> u64 {
+/// `flotilla_apiserver_write_retries_total{verb="…",reason="…"}`.
+async fn retries(server: &TestApiserver, verb: &str, reason: &str) -> u64 {
     let metrics = server.curl(&["/metrics"]).await.unwrap().body;
-    let series = format!("flotilla_apiserver_update_retries_total{{reason=\"{reason}\"}} ");
+    let series = format!("flotilla_apiserver_write_retries_total{{verb=\"{verb}\",reason=\"{reason}\"}} ");
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(&series))
@@ -42,7 +43,7 @@ async fn retries(server: &TestApiserver, reason: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn updates_act_on_the_latest_object_when_the_watch_cache_is_behind() {
+async fn updates_and_deletes_act_on_the_latest_object_when_the_watch_cache_is_behind() {
     let server = TestApiserver::start(Backend::Etcd).await.unwrap();
     let etcd = EtcdStore::connect(&EtcdConfig::new([server.etcd_endpoint().unwrap()]))
         .await
@@ -54,10 +55,15 @@ async fn updates_act_on_the_latest_object_when_the_watch_cache_is_behind() {
     api.create(&PostParams::default(), &cm).await.unwrap();
 
     let mut round = 0;
-    while round < ROUNDS.0 || (round < ROUNDS.1 && retries(&server, "stale_cache").await == 0) {
+    // Until both an update and a delete have met a copy that was behind (else nothing here tested one).
+    let exercised = async |server: &TestApiserver| {
+        retries(server, "UPDATE", "stale_cache").await > 0
+            && retries(server, "DELETE", "recheck").await + retries(server, "DELETE", "stale_cache").await > 0
+    };
+    while round < ROUNDS.0 || (round < ROUNDS.1 && !exercised(&server).await) {
         let i = round.to_string();
         // An update naming the revision another writer just made is not refused as stale.
-        let revision = write_directly(&etcd, "direct", &i).await;
+        let revision = write_directly(&etcd, KEY, "direct", &i).await;
         let mut wanted = cm.clone();
         wanted.metadata.resource_version = Some(revision.to_string());
         wanted.data = Some(BTreeMap::from([("k".to_owned(), i.clone())]));
@@ -71,7 +77,7 @@ async fn updates_act_on_the_latest_object_when_the_watch_cache_is_behind() {
         let params = PatchParams::default();
         let (patched, _) = tokio::join!(
             api.patch("a", &params, &patch),
-            write_directly(&etcd, "raced", &i),
+            write_directly(&etcd, KEY, "raced", &i),
         );
         patched.unwrap_or_else(|err| panic!("round {round}: patch: {err}"));
         let data = api.get("a").await.unwrap().data.unwrap();
@@ -80,17 +86,46 @@ async fn updates_act_on_the_latest_object_when_the_watch_cache_is_behind() {
             (i.as_str(), i.as_str()),
             "round {round}"
         );
+        // A delete whose precondition names the revision another writer just made goes through.
+        let name = format!("d{round}");
+        let mut doomed = cm.clone();
+        doomed.metadata.name = Some(name.clone());
+        api.create(&PostParams::default(), &doomed).await.unwrap();
+        let revision = write_directly(
+            &etcd,
+            &format!("/registry/configmaps/default/{name}"),
+            "direct",
+            &i,
+        )
+        .await;
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: Some(revision.to_string()),
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
+        api.delete(&name, &params)
+            .await
+            .unwrap_or_else(|err| panic!("round {round}: delete at {revision}: {err}"));
+        assert!(
+            api.get_opt(&name).await.unwrap().is_none(),
+            "round {round}: {name} is still there"
+        );
         round += 1;
     }
-    // Else nothing above tested a copy that was behind.
     assert!(
-        retries(&server, "stale_cache").await > 0,
-        "the watch cache was never behind in {round} rounds"
+        exercised(&server).await,
+        "in {round} rounds, the watch cache was never behind an update and a delete"
     );
-    eprintln!(
-        "{round} rounds; retries: stale_cache {}, recheck {}, conflict {}",
-        retries(&server, "stale_cache").await,
-        retries(&server, "recheck").await,
-        retries(&server, "conflict").await
-    );
+    let mut counts = Vec::new();
+    for verb in ["UPDATE", "DELETE"] {
+        for reason in ["stale_cache", "recheck", "conflict"] {
+            counts.push(format!(
+                "{verb} {reason} {}",
+                retries(&server, verb, reason).await
+            ));
+        }
+    }
+    eprintln!("{round} rounds; retries: {}", counts.join(", "));
 }
