@@ -58,6 +58,11 @@ pub enum Retry {
 }
 
 impl Retry {
+    /// A lost compare-and-swap, from storage's copy (`fresh`) or the watch cache's.
+    pub fn lost_race(fresh: bool) -> Retry {
+        if fresh { Retry::Conflict } else { Retry::StaleCache }
+    }
+
     fn reason(self) -> &'static str {
         match self {
             Retry::StaleCache => "stale_cache",

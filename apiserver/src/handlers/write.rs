@@ -318,6 +318,17 @@ impl Start {
         })
     }
 
+    /// Storage's copy, read now.
+    async fn stored(ctx: &Ctx, key: &str, subject: &Subject) -> Result<Start, ApiError> {
+        let kv = ctx
+            .server
+            .store
+            .get(key)
+            .await
+            .map_err(|e| from_storage(e, subject))?;
+        Start::read(ctx, &kv)
+    }
+
     fn cached(ctx: &Ctx, key: &str) -> Option<Start> {
         let cached = ctx.server.caches.of(ctx.resource).get(key)?;
         let mut object: Value = serde_json::from_slice(&cached.item_json).ok()?;
@@ -359,22 +370,14 @@ async fn update_with(
     for _ in 0..MAX_RETRIES {
         let start = match next.take() {
             Some(start) => start,
-            None => {
-                let kv = ctx
-                    .server
-                    .store
-                    .get(&key)
-                    .await
-                    .map_err(|e| from_storage(e, &subject))?;
-                Start::read(ctx, &kv)?
-            }
+            None => Start::stored(ctx, &key, &subject).await?,
         };
         let fresh = start.fresh;
         let retry = match attempt(ctx, track, dry_run, &mut compute, &key, &subject, start).await {
             Ok(Attempt::Written(written)) => return Ok(written),
             Ok(Attempt::Raced(start)) => {
                 next = start;
-                if fresh { Retry::Conflict } else { Retry::StaleCache }
+                Retry::lost_race(fresh)
             }
             // The cache's copy may be behind: again on storage's before answering.
             _ if !fresh => Retry::Recheck,
@@ -882,22 +885,14 @@ async fn delete_object(
     for _ in 0..MAX_RETRIES {
         let start = match next.take() {
             Some(start) => start,
-            None => {
-                let kv = ctx
-                    .server
-                    .store
-                    .get(&key)
-                    .await
-                    .map_err(|e| from_storage(e, &subject))?;
-                Start::read(ctx, &kv)?
-            }
+            None => Start::stored(ctx, &key, &subject).await?,
         };
         let fresh = start.fresh;
         let retry = match attempt_delete(ctx, name, options, dry_run, &key, &subject, start).await {
             Ok(Deletion::Written(code, object)) => return Ok((code, object)),
             Ok(Deletion::Raced(start)) => {
                 next = start;
-                if fresh { Retry::Conflict } else { Retry::StaleCache }
+                Retry::lost_race(fresh)
             }
             _ if !fresh => Retry::Recheck,
             Ok(Deletion::Answered(code, object)) => return Ok((code, object)),
