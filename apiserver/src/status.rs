@@ -228,18 +228,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// kube's 409 for a write based on an object that has since changed.
+    pub fn modified(subject: &Subject) -> ApiError {
+        ApiError::Conflict {
+            subject: subject.clone(),
+            message:
+                "the object has been modified; please apply your changes to the latest version and try again"
+                    .to_owned(),
+        }
+    }
+}
+
 /// Maps a storage failure about `subject`.
 pub fn from_storage(err: flotilla_storage::Error, subject: &Subject) -> ApiError {
     use flotilla_storage::Error as E;
     match err {
         E::NotFound { .. } => ApiError::NotFound(subject.clone()),
         E::AlreadyExists { .. } => ApiError::AlreadyExists(subject.clone()),
-        E::Conflict { .. } => ApiError::Conflict {
-            subject: subject.clone(),
-            message:
-                "the object has been modified; please apply your changes to the latest version and try again"
-                    .to_owned(),
-        },
+        E::Conflict { .. } => ApiError::modified(subject),
         E::Expired { requested, oldest } => ApiError::Expired(match oldest {
             Some(oldest) => format!("too old resource version: {requested} ({oldest})"),
             None => format!("too old resource version: {requested}"),

@@ -341,22 +341,90 @@ impl Start {
     }
 }
 
-/// What one attempt at an update came to.
-enum Attempt {
-    Written(Written),
-    /// Nothing to write: the object as it is.
-    Unchanged(Value),
+/// What one attempt at an update or a delete came to.
+enum Outcome<T> {
+    /// Storage took the write.
+    Written(T),
+    /// Decided without a write (nothing to change, a dry run, a delete already under way, a failed precondition's
+    /// error aside).
+    Answered(T),
     /// Another writer came first: start again from storage's current object, when the refusal carried it.
     Raced(Option<Start>),
 }
 
+impl<T> Outcome<T> {
+    /// A compare-and-swap refused because the object moved on to `current`.
+    fn raced(ctx: &Ctx, current: &flotilla_storage::KeyValue) -> Result<Outcome<T>, ApiError> {
+        Ok(Outcome::Raced(Some(Start::read(ctx, current)?)))
+    }
+}
+
+/// The loop around the attempts at an update or a delete, as kube-apiserver's `GuaranteedUpdate`. The first attempt
+/// starts from the watch cache's copy of the object, as kube's cacher hands its copy over, so that the write costs
+/// one storage round trip rather than two. A stale copy costs a retry, no more: the compare-and-swap refuses it and
+/// answers with storage's current object; and whatever an attempt on the cache's copy decides without a write (an
+/// error included) is decided again on storage's copy before it is answered.
+struct Attempts<'a> {
+    ctx: &'a Ctx,
+    /// Labels the retries: `UPDATE` or `DELETE`.
+    verb: &'static str,
+    key: &'a str,
+    subject: &'a Subject,
+    next: Option<Start>,
+    left: usize,
+}
+
+impl<'a> Attempts<'a> {
+    fn new(ctx: &'a Ctx, verb: &'static str, key: &'a str, subject: &'a Subject) -> Self {
+        Attempts {
+            ctx,
+            verb,
+            key,
+            subject,
+            next: Start::cached(ctx, key),
+            left: MAX_RETRIES,
+        }
+    }
+
+    /// Where the next attempt starts; an error when storage cannot be read or the retries are spent.
+    async fn start(&mut self) -> Result<Start, ApiError> {
+        if self.left == 0 {
+            return Err(ApiError::Conflict {
+                subject: self.subject.clone(),
+                message: "the object is being modified too often; please try again".to_owned(),
+            });
+        }
+        self.left -= 1;
+        match self.next.take() {
+            Some(start) => Ok(start),
+            None => Start::stored(self.ctx, self.key, self.subject).await,
+        }
+    }
+
+    /// The answer, once an attempt from a copy `fresh` or not came to `outcome`; `None` to attempt again.
+    fn settle<T>(
+        &mut self,
+        fresh: bool,
+        outcome: Result<Outcome<T>, ApiError>,
+    ) -> Option<Result<T, ApiError>> {
+        let retry = match outcome {
+            Ok(Outcome::Written(done)) => return Some(Ok(done)),
+            Ok(Outcome::Raced(start)) => {
+                self.next = start;
+                Retry::lost_race(fresh)
+            }
+            // The cache's copy may be behind: again on storage's before answering.
+            _ if !fresh => Retry::Recheck,
+            Ok(Outcome::Answered(done)) => return Some(Ok(done)),
+            Err(err) => return Some(Err(err)),
+        };
+        self.ctx.server.metrics.write_retried(self.verb, retry);
+        None
+    }
+}
+
 /// The read-modify-write loop shared by update and patch. `compute` gets the current object (with its
 /// `resourceVersion`) and returns the object the client wants; it runs again after a lost race.
-///
-/// The first attempt starts from the watch cache's copy of the object, as kube-apiserver's cacher hands its copy to
-/// the update, so that an update costs one storage round trip rather than two. A stale copy costs a retry, no more:
-/// the compare-and-swap refuses it and answers with storage's current object; and an attempt on the cache's copy
-/// that fails, or finds nothing to change, is made again on storage's before it answers.
 async fn update_with(
     ctx: &Ctx,
     track: bool,
@@ -366,30 +434,15 @@ async fn update_with(
     let subject = ctx.subject(name);
     let key = ctx.key(name);
     let dry_run = ctx.dry_run()?;
-    let mut next = Start::cached(ctx, &key);
-    for _ in 0..MAX_RETRIES {
-        let start = match next.take() {
-            Some(start) => start,
-            None => Start::stored(ctx, &key, &subject).await?,
-        };
+    let mut attempts = Attempts::new(ctx, "UPDATE", &key, &subject);
+    loop {
+        let start = attempts.start().await?;
         let fresh = start.fresh;
-        let retry = match attempt(ctx, track, dry_run, &mut compute, &key, &subject, start).await {
-            Ok(Attempt::Written(written)) => return Ok(written),
-            Ok(Attempt::Raced(start)) => {
-                next = start;
-                Retry::lost_race(fresh)
-            }
-            // The cache's copy may be behind: again on storage's before answering.
-            _ if !fresh => Retry::Recheck,
-            Ok(Attempt::Unchanged(current)) => return Ok(Written::Object(current)),
-            Err(err) => return Err(err),
-        };
-        ctx.server.metrics.write_retried("UPDATE", retry);
+        let outcome = attempt(ctx, track, dry_run, &mut compute, &key, &subject, start).await;
+        if let Some(answer) = attempts.settle(fresh, outcome) {
+            return answer;
+        }
     }
-    Err(ApiError::Conflict {
-        subject,
-        message: "the object is being modified too often; please try again".to_owned(),
-    })
 }
 
 /// One attempt at an update, from `start`.
@@ -401,7 +454,7 @@ async fn attempt(
     key: &str,
     subject: &Subject,
     start: Start,
-) -> Result<Attempt, ApiError> {
+) -> Result<Outcome<Written>, ApiError> {
     let name = ctx.name.as_deref().expect("updates have a name");
     let Start {
         object: current,
@@ -435,19 +488,7 @@ async fn attempt(
                 .filter(|rv| !rv.is_empty())
                 .map(str::to_owned);
             if wanted_rv.is_some_and(|rv| rv != revision.get().to_string()) {
-                return Err(from_storage(
-                    flotilla_storage::Error::Conflict {
-                        key: key.to_owned(),
-                        expected: Revision::ZERO,
-                        current: Box::new(flotilla_storage::KeyValue {
-                            key: key.to_owned(),
-                            value: Bytes::new(),
-                            create_revision: Revision::ZERO,
-                            mod_revision: revision,
-                        }),
-                    },
-                    subject,
-                ));
+                return Err(ApiError::modified(subject));
             }
             if subresource.is_none() {
                 // Defaults first, so that a spec they complete does not count as changed.
@@ -474,12 +515,12 @@ async fn attempt(
     let mut unchanged = current.clone();
     object::metadata_mut(&mut unchanged).remove("resourceVersion");
     if new == unchanged {
-        return Ok(Attempt::Unchanged(current));
+        return Ok(Outcome::Answered(Written::Object(current)));
     }
     let claims = allocate(ctx, &mut new, Some(&current), dry_run).await?;
     if dry_run {
         object::set_resource_version(&mut new, revision.get());
-        return Ok(Attempt::Written(Written::Object(new)));
+        return Ok(Outcome::Answered(Written::Object(new)));
     }
     // The last finalizer of an object being deleted is gone: the update completes the delete.
     let being_deleted = object::metadata(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
@@ -489,9 +530,9 @@ async fn attempt(
             Ok(deleted) => {
                 release_dropped(ctx, &current, None, deleted.revision).await;
                 object::set_resource_version(&mut new, deleted.revision.get());
-                Ok(Attempt::Written(Written::Object(new)))
+                Ok(Outcome::Written(Written::Object(new)))
             }
-            Err(flotilla_storage::Error::Conflict { .. }) => Ok(Attempt::Raced(None)),
+            Err(flotilla_storage::Error::Conflict { current, .. }) => Outcome::raced(ctx, &current),
             Err(err) => Err(from_storage(err, subject)),
         };
     }
@@ -511,13 +552,11 @@ async fn attempt(
             release_dropped(ctx, &current, Some(&new), revision).await;
             if ctx.subresource == Some(Subresource::Scale) {
                 object::set_resource_version(&mut new, revision.get());
-                return Ok(Attempt::Written(Written::Object(scale_of(&new))));
+                return Ok(Outcome::Written(Written::Object(scale_of(&new))));
             }
-            Ok(Attempt::Written(written(ctx, &encoded, new, revision)))
+            Ok(Outcome::Written(written(ctx, &encoded, new, revision)))
         }
-        Err(flotilla_storage::Error::Conflict { current, .. }) => {
-            Ok(Attempt::Raced(Some(Start::read(ctx, &current)?)))
-        }
+        Err(flotilla_storage::Error::Conflict { current, .. }) => Outcome::raced(ctx, &current),
         Err(err) => Err(from_storage(err, subject)),
     }
 }
@@ -879,41 +918,15 @@ async fn delete_object(
 ) -> Result<(StatusCode, Value), ApiError> {
     let subject = ctx.subject(name);
     let key = ctx.key(name);
-    // As updates do: the first attempt starts from the watch cache's copy, and only a write storage accepted is
-    // answered from it; anything else decided on that copy is decided again on storage's.
-    let mut next = Start::cached(ctx, &key);
-    for _ in 0..MAX_RETRIES {
-        let start = match next.take() {
-            Some(start) => start,
-            None => Start::stored(ctx, &key, &subject).await?,
-        };
+    let mut attempts = Attempts::new(ctx, "DELETE", &key, &subject);
+    loop {
+        let start = attempts.start().await?;
         let fresh = start.fresh;
-        let retry = match attempt_delete(ctx, name, options, dry_run, &key, &subject, start).await {
-            Ok(Deletion::Written(code, object)) => return Ok((code, object)),
-            Ok(Deletion::Raced(start)) => {
-                next = start;
-                Retry::lost_race(fresh)
-            }
-            _ if !fresh => Retry::Recheck,
-            Ok(Deletion::Answered(code, object)) => return Ok((code, object)),
-            Err(err) => return Err(err),
-        };
-        ctx.server.metrics.write_retried("DELETE", retry);
+        let outcome = attempt_delete(ctx, name, options, dry_run, &key, &subject, start).await;
+        if let Some(answer) = attempts.settle(fresh, outcome) {
+            return answer;
+        }
     }
-    Err(ApiError::Conflict {
-        subject,
-        message: "the object is being modified too often; please try again".to_owned(),
-    })
-}
-
-/// What one attempt at a delete came to.
-enum Deletion {
-    /// Storage took the delete, or the mark that starts it.
-    Written(StatusCode, Value),
-    /// Decided without a write (a dry run, a delete already under way).
-    Answered(StatusCode, Value),
-    /// Another writer came first: start again from storage's current object, when the refusal carried it.
-    Raced(Option<Start>),
 }
 
 /// One attempt at a delete, from `start`.
@@ -925,7 +938,7 @@ async fn attempt_delete(
     key: &str,
     subject: &Subject,
     start: Start,
-) -> Result<Deletion, ApiError> {
+) -> Result<Outcome<(StatusCode, Value)>, ApiError> {
     let Start {
         object: mut current,
         revision,
@@ -962,19 +975,20 @@ async fn attempt_delete(
     }
     if finalizers.is_empty() && !is_namespace {
         if dry_run {
-            return Ok(Deletion::Answered(
+            return Ok(Outcome::Answered((
                 StatusCode::OK,
                 deleted_status(ctx, name, &uid),
-            ));
+            )));
         }
         return match ctx.server.store.delete(key, Some(revision)).await {
             Ok(deleted) => {
                 release_dropped(ctx, &current, None, deleted.revision).await;
-                Ok(Deletion::Written(StatusCode::OK, deleted_status(ctx, name, &uid)))
+                Ok(Outcome::Written((
+                    StatusCode::OK,
+                    deleted_status(ctx, name, &uid),
+                )))
             }
-            Err(flotilla_storage::Error::Conflict { current, .. }) => {
-                Ok(Deletion::Raced(Some(Start::read(ctx, &current)?)))
-            }
+            Err(flotilla_storage::Error::Conflict { current, .. }) => Outcome::raced(ctx, &current),
             Err(err) => Err(from_storage(err, subject)),
         };
     }
@@ -982,7 +996,7 @@ async fn attempt_delete(
     let meta = object::metadata_mut(&mut current);
     let already = meta.contains_key("deletionTimestamp");
     if already && object::finalizers(&current) == finalizers && !is_namespace {
-        return Ok(Deletion::Answered(StatusCode::OK, current));
+        return Ok(Outcome::Answered((StatusCode::OK, current)));
     }
     let meta = object::metadata_mut(&mut current);
     meta.entry("deletionTimestamp")
@@ -998,7 +1012,7 @@ async fn attempt_delete(
         current["status"] = json!({"phase": "Terminating"});
     }
     if dry_run {
-        return Ok(Deletion::Answered(StatusCode::OK, current));
+        return Ok(Outcome::Answered((StatusCode::OK, current)));
     }
     match ctx.server.store.update(key, encode(&current), revision).await {
         Ok(revision) => {
@@ -1006,11 +1020,9 @@ async fn attempt_delete(
             ctx.server
                 .lifecycle
                 .deletion_started(ctx.resource, ctx.namespace.as_deref(), name);
-            Ok(Deletion::Written(StatusCode::OK, current))
+            Ok(Outcome::Written((StatusCode::OK, current)))
         }
-        Err(flotilla_storage::Error::Conflict { current, .. }) => {
-            Ok(Deletion::Raced(Some(Start::read(ctx, &current)?)))
-        }
+        Err(flotilla_storage::Error::Conflict { current, .. }) => Outcome::raced(ctx, &current),
         Err(err) => Err(from_storage(err, subject)),
     }
 }
